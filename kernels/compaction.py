@@ -86,34 +86,51 @@ def compaction_cost(counters: CompactCounters) -> Any:
     ) / 1e6
 
 
+_CHUNK = 1 << 20  # pages per page-pass chunk on NumPy: temporaries stay in cache
+
+
+def _chunks(xp: Any, total: int) -> list[tuple[int, int]]:
+    """Chunk bounds over a flat page axis (one chunk on a GPU)."""
+    step = total if xp.__name__ != "numpy" else _CHUNK
+    return [(lo, min(lo + step, total)) for lo in range(0, total, step)]
+
+
 def _planes(xp: Any, s: Any, v6: bool, skip_pinned: Any) -> dict[str, Any]:
-    """Page pass 1: per-page predicates packed into bit planes of (Z, N // 8) bytes."""
-    sp = skip_pinned[:, None]
-    free = s == FREE
-    pin = s == PINNED
+    """Page pass 1: per-page predicates packed into bit planes of (Z, N // 8) bytes.
+
+    Planes: ``free``; ``suc`` (every page of a unit that migrates: base movable pages
+    and, in 6.19, folios below pageblock_order; 4.12 never isolates compound pages, and
+    order-9 THPs are never isolated, skip_isolation_on_order()); ``head`` (unit heads
+    among them); ``folio`` (6.19: folio heads among them); ``pin``; ``tail`` (4.12).
+    Per-zone policy is applied on the packed planes: ``pin_iso`` (pinned pages that get
+    isolated: skip_pinned off), ``drop`` (6.19, skip_pinned on: isolate_fail_put drops the
+    LRU lock) and ``iso_head`` (heads of every isolated unit).
+    """
+    z_n, n = s.shape
+    flat = s.reshape(-1)
+    names = ["free", "suc", "pin"] + (["head", "folio"] if v6 else ["tail"])
+    out = {k: xp.empty(z_n * n // 8, dtype=xp.uint8) for k in names}
+    for lo, hi in _chunks(xp, z_n * n):
+        c = flat[lo:hi]
+        sl = slice(lo // 8, hi // 8)
+        out["free"][sl] = xp.packbits(c == FREE, bitorder="little")
+        out["pin"][sl] = xp.packbits(c == PINNED, bitorder="little")
+        if v6:
+            suc = ((c & 0x07) == MOVABLE) & ((c & 0x7F) < (MOVABLE | (9 << 3)))
+            head = suc & (c < 0x80)
+            out["suc"][sl] = xp.packbits(suc, bitorder="little")
+            out["head"][sl] = xp.packbits(head, bitorder="little")
+            out["folio"][sl] = xp.packbits(head & (c != MOVABLE), bitorder="little")
+        else:
+            out["suc"][sl] = xp.packbits(c == MOVABLE, bitorder="little")
+            out["tail"][sl] = xp.packbits(c >= 0x80, bitorder="little")
+    pl = {k: v.reshape(z_n, n // 8) for k, v in out.items()}
+    keep = xp.where(skip_pinned, 0, 0xFF).astype(xp.uint8)[:, None]
+    pl["pin_iso"] = pl["pin"] & keep
+    pl["iso_head"] = (pl["head"] if v6 else pl["suc"]) | pl["pin_iso"]
     if v6:
-        # Pages of folios below pageblock_order (and base pages) migrate as units;
-        # order-9 THPs are never isolated (skip_isolation_on_order()).
-        low7 = s & 0x7F
-        suc = ((s & 0x07) == MOVABLE) & (low7 < (MOVABLE | (9 << 3)))
-        head = suc & (s < 0x80)
-        drop = pin & sp  # isolate_fail_put drops the LRU lock
-    else:
-        suc = s == MOVABLE  # 4.12 never isolates compound pages
-        head = suc
-        drop = None
-    pin_iso = pin & ~sp
-    planes = {
-        "free": pack_bits(xp, free),
-        "suc": pack_bits(xp, suc),
-        "iso_head": pack_bits(xp, head | pin_iso),
-        "pin_iso": pack_bits(xp, pin_iso),
-    }
-    if v6:
-        planes["drop"] = pack_bits(xp, drop)
-    else:
-        planes["tail"] = pack_bits(xp, s >= 0x80)
-    return planes
+        pl["drop"] = pl["pin"] & ~keep
+    return pl
 
 
 def _per_block(xp: Any, packed: Any, nr_blocks: int) -> Any:
@@ -361,55 +378,101 @@ def _search_blocks(xp: Any, gg: Any, r: Any) -> Any:
     return pos - (xp.arange(z_n, dtype=xp.int64) * b_n)[:, None]
 
 
+def _cut_plane(xp: Any, packed: Any, lo: Any, hi: Any) -> Any:
+    """Keep the bits of a packed plane with lo <= pfn < hi (per zone); clear the rest.
+
+    Pageblocks entirely inside the range keep all their bytes; the (at most two)
+    pageblocks holding ``lo`` and ``hi`` get an exact per-bit mask.
+    """
+    z_n, nbytes = packed.shape
+    b_n = nbytes * 8 // P
+    bidx = xp.arange(b_n, dtype=xp.int64)[None, :]
+    inside = (bidx >= ((lo + P - 1) // P)[:, None]) & (bidx < (hi // P)[:, None])
+    mask = xp.repeat(xp.where(inside, 0xFF, 0).astype(xp.uint8), P // 8, axis=1)
+    zi = xp.arange(z_n)[:, None]
+    byte_off = xp.arange(P // 8, dtype=xp.int64)[None, :]
+    for blk in (lo // P, hi // P):  # the partial pageblocks
+        blk = xp.minimum(blk, b_n - 1)
+        first = blk[:, None] * P + byte_off * 8  # first PFN of each byte of the block
+        lo_c = (lo[:, None] - first).clip(0, 8)
+        hi_c = (hi[:, None] - first).clip(0, 8)
+        bits = (xp.left_shift(1, hi_c) - xp.left_shift(1, lo_c)).clip(0, 255).astype(xp.uint8)
+        mask[zi, blk[:, None] * (P // 8) + byte_off] = bits
+    return packed & mask
+
+
 def _apply(xp, s, pl, tgt_block, g, free_words, k_suc, nr_moved, src_end, t_last, v6):
-    """Page pass 2: move the first ``nr_moved`` source pages to the first targets."""
+    """Page pass 2: move the first ``nr_moved`` source pages to the first targets.
+
+    Sources: every page of a migrating unit below ``src_end`` becomes FREE. Targets: the
+    free pages of target pageblocks above ``bt`` and those up to ``t_last`` in ``bt``
+    become MOVABLE base pages; then each moved folio whose targets form one aligned run
+    is written there whole (head and tail codes), the others stay split.
+    """
     z_n, n = s.shape
     b_n = n // P
-    pfn = xp.arange(n, dtype=xp.int64)[None, :]
-    suc = xp.unpackbits(pl["suc"], axis=-1, bitorder="little").astype(bool)
-    free = s == FREE
-    moved_src = suc & (pfn < src_end[:, None])
-    # Target blocks strictly above bt are used entirely; in bt the free pages up to t_last.
+    zero = xp.zeros(z_n, dtype=xp.int64)
+    src = _cut_plane(xp, pl["suc"], zero, src_end)
     bt = t_last // P
-    blk = pfn // P
-    tgt_page = free & xp.repeat(tgt_block, P, axis=1)
-    used = tgt_page & ((blk > bt[:, None]) | ((blk == bt[:, None]) & (pfn <= t_last[:, None])))
-    used &= (nr_moved > 0)[:, None]
+    keep = tgt_block & (xp.arange(b_n)[None, :] > bt[:, None])
+    tgt = pl["free"] & xp.repeat(xp.where(keep, 0xFF, 0).astype(xp.uint8), P // 8, axis=1)
+    has = nr_moved > 0
+    tgt |= _cut_plane(xp, pl["free"], xp.where(has, bt * P, 0), xp.where(has, t_last + 1, 0)) & xp.repeat(
+        xp.where(tgt_block, 0xFF, 0).astype(xp.uint8), P // 8, axis=1
+    )
+    new_s = xp.empty_like(s)
+    src_flat, tgt_flat, s_flat, out_flat = src.reshape(-1), tgt.reshape(-1), s.reshape(-1), new_s.reshape(-1)
+    for lo, hi in _chunks(xp, z_n * n):
+        sl = slice(lo // 8, hi // 8)
+        moved = xp.unpackbits(src_flat[sl], bitorder="little")
+        filled = xp.unpackbits(tgt_flat[sl], bitorder="little")
+        out_flat[lo:hi] = (s_flat[lo:hi] * (1 - moved)) | filled  # FREE == 0, MOVABLE == 1
     n_split = xp.zeros(z_n, dtype=xp.int64)
-    new_s = s.copy()
-    if v6:
-        folio_heads = moved_src & (s > MOVABLE) & (s < 0x80)
-        zf, hf = xp.nonzero(folio_heads)
-        if zf.size:
-            order = ((s[zf, hf] >> 3) & 0x0F).astype(xp.int64)
-            size = xp.int64(1) << order
-            suc_words = pl["suc"].view(xp.uint64).reshape(z_n, b_n, WORDS64)
-            hb = hf // P
-            rank = k_suc[zf, hb] + _count_below(xp, suc_words[zf, hb], hf - hb * P)
-            t_first = _target_pfn_flat(xp, g, free_words, zf, rank)
-            t_end = _target_pfn_flat(xp, g, free_words, zf, rank + size - 1)
-            intact = (t_end - t_first == size - 1) & (t_first % size == 0)
-            n_split = xp.bincount(zf[~intact], minlength=z_n).astype(xp.int64)
-            ok_z, ok_t, ok_h, ok_n = zf[intact], t_first[intact], hf[intact], size[intact]
-            if ok_z.size:
-                reps = ok_n
-                starts = xp.cumsum(reps) - reps
-                within = xp.arange(int(reps.sum())) - xp.repeat(starts, reps)
-                zz = xp.repeat(ok_z, reps)
-                dst = xp.repeat(ok_t, reps) + within
-                src = xp.repeat(ok_h, reps) + within
-                folio_codes = s[zz, src]
-            else:
-                folio_codes = None
-        else:
-            folio_codes = None
-    else:
-        folio_codes = None
-    new_s[used] = MOVABLE
-    new_s[moved_src] = FREE
-    if folio_codes is not None:
-        new_s[zz, dst] = folio_codes
+    if not v6:
+        return new_s, n_split
+    folio = pl["folio"] & src
+    zb, byte = xp.nonzero(folio)
+    if zb.size == 0:
+        return new_s, n_split
+    bits = xp.unpackbits(folio[zb, byte][:, None], axis=1, bitorder="little")
+    kz, kb = xp.nonzero(bits)
+    zf = zb[kz]
+    hf = byte[kz].astype(xp.int64) * 8 + kb
+    order = ((s[zf, hf] >> 3) & 0x0F).astype(xp.int64)
+    size = xp.left_shift(xp.int64(1), order)
+    suc_words = pl["suc"].view(xp.uint64).reshape(z_n, b_n, WORDS64)
+    hb = hf // P
+    rank = k_suc[zf, hb] + _count_below(xp, suc_words[zf, hb], hf - hb * P)
+    t_first = _target_pfn_flat(xp, g, free_words, zf, rank)
+    # The folio's targets are the next ``size`` free pages from t_first in its target
+    # block, so they form one aligned run iff t_first is aligned and the run is free.
+    intact = (t_first % size == 0) & _run_free(xp, free_words, zf, t_first, size)
+    n_split = xp.bincount(zf[~intact], minlength=z_n).astype(xp.int64)
+    ok_z, ok_t, ok_h, ok_n = zf[intact], t_first[intact], hf[intact], size[intact]
+    if ok_z.size:
+        starts = xp.cumsum(ok_n) - ok_n
+        within = xp.arange(int(ok_n.sum())) - xp.repeat(starts, ok_n)
+        zz = xp.repeat(ok_z, ok_n)
+        new_s[zz, xp.repeat(ok_t, ok_n) + within] = s[zz, xp.repeat(ok_h, ok_n) + within]
     return new_s, n_split
+
+
+def _run_free(xp: Any, free_words: Any, zone: Any, start: Any, size: Any) -> Any:
+    """Whether the aligned run [start, start + size) (size <= 256) is entirely free."""
+    b_n = free_words.shape[1]
+    flat = free_words.reshape(free_words.shape[0], b_n * WORDS64)
+    w0 = start // 64
+    ok = xp.ones(start.shape, dtype=bool)
+    n_words = xp.maximum(size // 64, 1)
+    small = size < 64
+    bits = xp.where(small, xp.left_shift(xp.uint64(1), size.astype(xp.uint64) % xp.uint64(64)) - xp.uint64(1), xp.uint64(0))
+    for i in range(4):
+        idx = xp.minimum(w0 + i, b_n * WORDS64 - 1)
+        word = flat[zone, idx]
+        part = (word >> (start % 64).astype(xp.uint64)) & bits
+        good = xp.where(small, part == bits, word == xp.uint64(0xFFFFFFFFFFFFFFFF))
+        ok &= good | (i >= n_words)
+    return ok
 
 
 def _target_pfn_flat(xp, g, free_words, zone, rank):
