@@ -1,0 +1,136 @@
+"""The Hydra app behind ``python -m sweep``: check the config, run the job, write results.
+
+:func:`cli` is the entry point. It registers the config schemas, composes and checks
+the config from the command line *before* Hydra creates a run directory
+(:func:`check_argv`), and only then hands over to the ``@hydra.main`` task
+:func:`main`. Bad input therefore ends with a one-line ``error: <key>...`` message,
+exit status 2, and nothing written under ``outputs/``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import hydra
+from hydra._internal.utils import get_args_parser
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from kernels.backend import BackendError, get_xp
+from sweep.config import (
+    CONF_DIR,
+    CONFIG_NAME,
+    ConfigError,
+    compose_config,
+    register_configs,
+    sweep_cells,
+    to_config,
+    validate,
+)
+from sweep.expand import check_feasible, effective_min_free_kbytes
+from sweep.results import build_dataset, format_buddyinfo, format_counters, write_netcdf
+from sweep.runner import run_compact_node
+from sweep.version import code_version
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.nc"
+EXIT_CONFIG_ERROR = 2
+
+
+def check_argv(argv: Sequence[str]) -> None:
+    """Validate the config of every job that ``argv`` would run; raise :class:`ConfigError`.
+
+    Modes that run no job (``--help``, ``--cfg``, ``--info``, ...) and custom config
+    directories are left to Hydra; :func:`main` validates again in any case. The
+    arguments are parsed with Hydra's own parser (an internal API of the pinned
+    hydra-core 1.3.8), so they mean here exactly what they mean to ``@hydra.main``.
+    """
+    args, _unknown = get_args_parser().parse_known_args(list(argv))
+    if (
+        args.help
+        or args.hydra_help
+        or args.cfg
+        or args.info
+        or args.shell_completion
+        or args.experimental_rerun
+        or args.config_path
+        or args.config_dir
+    ):
+        return
+    config_name = args.config_name or CONFIG_NAME
+    multirun = args.multirun or any(
+        o.replace(" ", "") == "hydra.mode=MULTIRUN" for o in args.overrides
+    )
+    cells = sweep_cells(args.overrides) if multirun else [list(args.overrides)]
+    for cell in cells:
+        config = compose_config(cell, config_name=config_name)
+        check_feasible(config)
+        select_backend(config.backend)
+
+
+def select_backend(backend: str) -> ModuleType:
+    """The array namespace for ``backend``; a missing GPU is a :class:`ConfigError`."""
+    try:
+        return get_xp(backend)
+    except BackendError as exc:
+        raise ConfigError("backend", f"={backend}: {exc}") from exc
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=CONFIG_NAME)
+def main(cfg: DictConfig) -> str:
+    """Hydra task: one ``compact_node`` run in the Hydra run directory."""
+    return str(run_job(cfg, Path(HydraConfig.get().runtime.output_dir)))
+
+
+def run_job(cfg: DictConfig, output_dir: Path) -> Path:
+    """Run the job for a composed ``cfg``; print the summary, write ``result.nc``."""
+    config = to_config(cfg)
+    validate(config)
+    check_feasible(config)
+    xp = select_backend(config.backend)
+    result = run_compact_node(config, xp)
+
+    zone = f"zone {config.zone.name}, {config.zone.nr_pages:,} pages"
+    print(f"# /proc/buddyinfo before compaction ({zone}; Node N = replicate N)")
+    print("\n".join(format_buddyinfo(result.buddyinfo[:, 0])))
+    print(f"# /proc/buddyinfo after compaction ({zone}; Node N = replicate N)")
+    print("\n".join(format_buddyinfo(result.buddyinfo[:, 1])))
+    print(f"# compaction counters over {result.nr_zones} replicates (/proc/vmstat names)")
+    print("\n".join(format_counters(result)))
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    attrs = {
+        "title": f"compaction-sweep: {config.workload.name} of {config.zone.name} zones",
+        "source": f"compaction-sweep {code_version()} (batched compaction simulator)",
+        "history": f"{now} python -m sweep {' '.join(overrides)}".rstrip(),
+        "Conventions": "CF-1.11",
+        "code_version": code_version(),
+        "kernel_profile": config.kernel.profile,
+        "workload": config.workload.name,
+        "skip_pinned": config.policy.skip_pinned,
+        "min_free_kbytes": effective_min_free_kbytes(config),
+        "backend": xp.__name__,
+        "config": OmegaConf.to_yaml(cfg, resolve=True),
+    }
+    path = write_netcdf(build_dataset(result, attrs), output_dir / RESULT_FILE)
+    log.info("wrote %s", path)
+    print(f"# result: {path}")
+    return path
+
+
+def cli() -> None:
+    """``python -m sweep``: validate first, then run the Hydra app on ``sys.argv``."""
+    register_configs()
+    try:
+        check_argv(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    main()

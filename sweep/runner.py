@@ -1,0 +1,182 @@
+"""Run one cell: build the zones, compact them, measure before and after.
+
+``run_compact_node`` is the ``compact_node`` workload: every replicate zone is built by
+the fragmenter and then compacted as a whole (``echo 1 > /proc/sys/vm/compact_memory``,
+order -1). It returns NumPy arrays only (:class:`sweep.results.CompactNodeResult`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from kernels import buddy, compaction, fragment, metrics
+from kernels.backend import to_numpy
+from kernels.zone import (
+    FREE,
+    MOVABLE,
+    PAGE_KIND_NAMES,
+    PINNED,
+    RECLAIMABLE,
+    UNMOVABLE,
+    ZoneState,
+    page_kind,
+)
+from sweep.config import SweepConfig
+from sweep.expand import compact_node_params
+from sweep.results import CompactNodeResult
+
+log = logging.getLogger(__name__)
+
+
+class InvariantError(RuntimeError):
+    """A conservation check failed after compaction: a simulator bug, not bad input."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Zone metrics at one moment, as NumPy arrays with the zone axis first."""
+
+    buddyinfo: np.ndarray  # (Z, 11) int64
+    pagetypeinfo: np.ndarray  # (Z, 6, 11) int64
+    nr_free_pages: np.ndarray  # (Z,) int64
+    unusable_index: np.ndarray  # (Z, 11) int64 thousandths
+    fragmentation_index: np.ndarray  # (Z, 11) int64 thousandths
+    page_counts: np.ndarray  # (Z, 5) int64; PAGE_KIND_NAMES
+
+
+def take_snapshot(state: ZoneState) -> Snapshot:
+    """Measure ``state`` the way /proc/buddyinfo, pagetypeinfo and debugfs extfrag do."""
+    counts = buddy.buddyinfo(state.page_state)
+    kinds = page_kind(state.page_state)
+    xp_counts = [(kinds == k).sum(axis=1) for k in range(len(PAGE_KIND_NAMES))]
+    return Snapshot(
+        buddyinfo=to_numpy(counts).astype(np.int64),
+        pagetypeinfo=to_numpy(
+            buddy.pagetypeinfo(state.page_state, state.pageblock_migratetype)
+        ).astype(np.int64),
+        nr_free_pages=to_numpy(buddy.nr_free_pages(state.page_state)).astype(np.int64),
+        unusable_index=to_numpy(metrics.unusable_free_index(counts)).astype(np.int64),
+        fragmentation_index=to_numpy(metrics.fragmentation_index(counts)).astype(np.int64),
+        page_counts=np.stack([to_numpy(c) for c in xp_counts], axis=1).astype(np.int64),
+    )
+
+
+def check_invariants(before: Snapshot, after: Snapshot, nr_pages: int) -> None:
+    """Raise :class:`InvariantError` unless every zone conserved its pages.
+
+    Per zone and snapshot: the page kinds sum to ``nr_pages``; free pages equal the
+    pages in buddy free blocks (sum of nr_free[o] << o) and nr_free_pages. Across
+    compaction: unmovable and reclaimable pages are untouched and free + movable +
+    pinned pages are conserved (migration turns a movable page into a free one and a
+    free one into a movable one).
+    """
+    orders = np.arange(before.buddyinfo.shape[-1])
+    problems: list[str] = []
+
+    def bad(mask: np.ndarray, what: str) -> None:
+        zones = np.flatnonzero(mask)
+        if zones.size:
+            problems.append(
+                f"{what} (replicates {zones[:8].tolist()}{'...' if zones.size > 8 else ''})"
+            )
+
+    for label, snap in (("initial", before), ("final", after)):
+        bad(
+            snap.page_counts.sum(axis=1) != nr_pages,
+            f"{label}: page kinds do not sum to {nr_pages}",
+        )
+        buddy_pages = (snap.buddyinfo << orders).sum(axis=1)
+        bad(
+            snap.page_counts[:, FREE] != buddy_pages,
+            f"{label}: free pages != sum(buddyinfo << order)",
+        )
+        bad(snap.nr_free_pages != buddy_pages, f"{label}: nr_free_pages != sum(buddyinfo << order)")
+    for kind in (UNMOVABLE, RECLAIMABLE):
+        bad(
+            before.page_counts[:, kind] != after.page_counts[:, kind],
+            f"{PAGE_KIND_NAMES[kind]} pages changed during compaction",
+        )
+    mobile = [FREE, MOVABLE, PINNED]
+    bad(
+        before.page_counts[:, mobile].sum(axis=1) != after.page_counts[:, mobile].sum(axis=1),
+        "free + movable + pinned pages not conserved by compaction",
+    )
+    if problems:
+        raise InvariantError("invariant violated: " + "; ".join(problems))
+
+
+def _stack(initial: np.ndarray, final: np.ndarray) -> np.ndarray:
+    return np.stack([initial, final], axis=1)
+
+
+def run_compact_node(cfg: SweepConfig, xp: Any) -> CompactNodeResult:
+    """Build ``cfg.replicates`` zones, compact each whole zone, return the measurements."""
+    params = compact_node_params(cfg, xp)
+    nr_zones, nr_pages = params.nr_zones, cfg.zone.nr_pages
+    timings: dict[str, float] = {}
+
+    log.info(
+        "initialising %d zone%s of %s pages (%s, layout %s) on %s",
+        nr_zones,
+        "" if nr_zones == 1 else "s",
+        f"{nr_pages:,}",
+        cfg.zone.name,
+        cfg.workload.layout,
+        xp.__name__,
+    )
+    t0 = time.perf_counter()
+    state = fragment.make_zone_state(
+        xp, params.fragment, params.min_free_kbytes, params.watermark_scale_factor
+    )
+    before = take_snapshot(state)  # its host copies also wait for the device
+    timings["init"] = time.perf_counter() - t0
+    log.info("initialised and measured in %.2f s", timings["init"])
+
+    log.info(
+        "compacting %d zone%s (kernel %s, skip_pinned=%s)",
+        nr_zones,
+        "" if nr_zones == 1 else "s",
+        cfg.kernel.name,
+        cfg.policy.skip_pinned,
+    )
+    t0 = time.perf_counter()
+    state, counters = compaction.compact_node(state, params.compact)
+    counter_arrays = {
+        f.name: to_numpy(getattr(counters, f.name)).astype(np.int64)
+        for f in dataclasses.fields(counters)
+    }
+    cost = to_numpy(compaction.compaction_cost(counters)).astype(np.float64)
+    timings["compact"] = time.perf_counter() - t0
+    log.info(
+        "compacted in %.2f s (%s pages/s)",
+        timings["compact"],
+        f"{nr_zones * nr_pages / max(timings['compact'], 1e-9):,.0f}",
+    )
+
+    t0 = time.perf_counter()
+    after = take_snapshot(state)
+    if cfg.check_invariants:
+        check_invariants(before, after, nr_pages)
+    timings["measure"] = time.perf_counter() - t0
+    log.info(
+        "measured in %.2f s%s",
+        timings["measure"],
+        "; invariants hold in every zone" if cfg.check_invariants else "",
+    )
+
+    return CompactNodeResult(
+        counters=counter_arrays,
+        compaction_cost=cost,
+        buddyinfo=_stack(before.buddyinfo, after.buddyinfo),
+        pagetypeinfo=_stack(before.pagetypeinfo, after.pagetypeinfo),
+        nr_free_pages=_stack(before.nr_free_pages, after.nr_free_pages),
+        unusable_index=_stack(before.unusable_index, after.unusable_index),
+        fragmentation_index=_stack(before.fragmentation_index, after.fragmentation_index),
+        page_counts=_stack(before.page_counts, after.page_counts),
+        timings=timings,
+    )
