@@ -55,7 +55,7 @@ batches = st.tuples(
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 @given(batch=batches, pinned_policy=st.integers(0, 63))
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_batched_equals_reference(profile, batch, pinned_policy):
     """Integer state and every counter, bit for bit, on random zones (both policies)."""
     seed, nr_zones, nr_blocks, layout = batch
