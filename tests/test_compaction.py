@@ -6,10 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from kernels.compaction import CompactCounters, CompactParams, compact_node, compaction_cost
+from kernels.fragment import FragmentParams, fragment
+from kernels.rng import zone_seed
 from kernels.zone import (
     FREE,
     MOVABLE,
@@ -62,6 +64,55 @@ def test_batched_equals_reference(profile, batch, pinned_policy):
     s, mt = random_batch(seed, nr_zones, nr_blocks, layout)
     skip_pinned = np.array([(pinned_policy >> z) & 1 == 1 for z in range(nr_zones)])
     _assert_matches_reference(s, mt, profile, skip_pinned)
+
+
+fragmenter_cases = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "layout": st.just("random_mix"),
+            "free_fraction": st.floats(0.05, 0.6),
+            "unmovable_fraction": st.floats(0, 0.05),
+            "reclaimable_fraction": st.floats(0, 0.05),
+            "pinned_fraction": st.floats(0, 0.2),
+            "pollution": st.floats(0, 0.5),
+            "folio_fraction": st.floats(0, 0.6),
+            "folio_orders": st.sets(st.integers(1, 9), min_size=1, max_size=4).map(lambda o: tuple(sorted(o))),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "layout": st.just("holepunch"),
+            "free_fraction": st.floats(0.0, 0.5),
+            "unmovable_fraction": st.floats(0, 0.05),
+            "pinned_fraction": st.floats(0, 0.1),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "layout": st.just("free_quarter"),
+            "unmovable_fraction": st.floats(0, 0.1),
+            "pinned_fraction": st.floats(0, 0.3),
+            "folio_fraction": st.floats(0, 0.5),
+            "folio_orders": st.sets(st.integers(1, 7), min_size=1, max_size=3).map(lambda o: tuple(sorted(o))),
+        }
+    ),
+)
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
+@given(case=fragmenter_cases, seed=st.integers(0, 2**32 - 1), nr_blocks=st.integers(2, 16))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_batched_equals_reference_on_fragmenter_zones(profile, case, seed, nr_blocks):
+    """The project's own zone initialisers (folios included), against the reference."""
+    case = dict(case)
+    layout = case.pop("layout")
+    params = FragmentParams.create(layout, nr_blocks * P, zone_seed(seed, np.arange(3)), **case)
+    try:
+        params.validate()
+        s, mt = fragment(np, params)
+    except ValueError:  # a draw that cannot be laid out (e.g. too many folios)
+        assume(False)
+    _assert_matches_reference(s, mt, profile, np.array([True, False, True]))
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
