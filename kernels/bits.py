@@ -35,22 +35,65 @@ def popcount(xp: Any, words: Any) -> Any:
     return ((x * xp.uint64(_H01)) >> xp.uint64(56)).astype(xp.uint8)
 
 
-def select_bit(xp: Any, words: Any, rank: Any) -> Any:
-    """Index of the ``rank``-th (0-based) set bit of each uint64 word, by bisection.
+_L8 = 0x0101010101010101
+_H8 = 0x8080808080808080
 
-    ``rank`` must be smaller than the word's popcount; returns int64.
+
+def _select_in_byte_table(xp: Any) -> Any:
+    """Flat 256 x 8 table: position of the k-th set bit of byte value b at [8 b + k]."""
+    table = [0] * 2048
+    for b in range(256):
+        for k, bit in enumerate(i for i in range(8) if b >> i & 1):
+            table[8 * b + k] = bit
+    return xp.asarray(table, dtype=xp.int64)
+
+
+def select_bit(xp: Any, words: Any, rank: Any) -> Any:
+    """Index of the ``rank``-th (0-based) set bit of each uint64 word, int64.
+
+    Broadword select (S. Vigna, "Broadword implementation of rank/select queries",
+    2008): SWAR byte popcounts, their running sums by one multiply, a bytewise compare
+    to find the byte, and a 2048-entry table for the bit inside it. ``rank`` must be
+    smaller than the word's popcount.
     """
-    w = words.astype(xp.uint64)
-    r = xp.asarray(rank).astype(xp.int64)
-    pos = xp.zeros(w.shape, dtype=xp.int64)
-    for half in (32, 16, 8, 4, 2, 1):
-        low = w & xp.uint64((1 << half) - 1)
-        n_low = popcount(xp, low).astype(xp.int64)
-        go_high = r >= n_low
-        r = xp.where(go_high, r - n_low, r)
-        pos = xp.where(go_high, pos + half, pos)
-        w = xp.where(go_high, w >> xp.uint64(half), low)
-    return pos
+    u64 = xp.uint64
+    x = words.astype(u64)
+    r = xp.asarray(rank).astype(u64)
+    c = x - ((x >> u64(1)) & u64(_M1))
+    c = (c & u64(_M2)) + ((c >> u64(2)) & u64(_M2))
+    c = (c + (c >> u64(4))) & u64(_M4)
+    cum = c * u64(_L8)  # byte i: set bits in bytes 0..i
+    above = ((cum | u64(_H8)) - (r + u64(1)) * u64(_L8)) & u64(_H8)  # bytes whose running sum > rank
+    # (clamped so that an out-of-range rank still yields an in-range position)
+    byte_idx = xp.minimum(u64(8) - popcount(xp, above).astype(u64), u64(7))
+    shift = byte_idx * u64(8)
+    before = ((cum << u64(8)) >> shift) & u64(0xFF)
+    byte = (x >> shift) & u64(0xFF)
+    k = (r - before).astype(xp.int64)
+    table = _select_in_byte_table(xp)
+    return shift.astype(xp.int64) + table[byte.astype(xp.int64) * 8 + xp.clip(k, 0, 7)]
+
+
+def set_bit_positions(xp: Any, packed: Any) -> tuple[Any, Any]:
+    """Every set bit of a packed (Z, M) uint8 plane (M a multiple of 8): (row, bit index).
+
+    Finds the non-zero 64-bit words first (few, for sparse planes), then their
+    non-zero bytes, then expands each byte with lookup tables.
+    """
+    z_n = packed.shape[0]
+    words = packed.view(xp.uint64).reshape(z_n, -1)
+    zw, wi = xp.nonzero(words)
+    as_bytes = xp.ascontiguousarray(words[zw, wi]).view(xp.uint8)  # 8 bytes per word
+    nzb = xp.flatnonzero(as_bytes)
+    val = as_bytes[nzb].astype(xp.int64)
+    row = zw[nzb // 8]
+    first_bit = wi[nzb // 8].astype(xp.int64) * 64 + (nzb % 8) * 8
+    pop = xp.asarray([bin(b).count("1") for b in range(256)], dtype=xp.int64)
+    cnt = pop[val]
+    rep = xp.repeat(xp.arange(val.shape[0]), cnt)
+    k = xp.arange(rep.shape[0], dtype=xp.int64) - xp.repeat(xp.cumsum(cnt) - cnt, cnt)
+    bit = _select_in_byte_table(xp)[val[rep] * 8 + k]
+    return row[rep], first_bit[rep] + bit
 
 
 def lowest_bit(xp: Any, words: Any) -> Any:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from kernels.bits import lowest_bit, pack_bits, popcount, select_bit
+from kernels.bits import lowest_bit, pack_bits, popcount, select_bit, set_bit_positions
 from kernels.zone import (
     COMPACT_CLUSTER_MAX,
     FREE,
@@ -186,17 +186,6 @@ def _window_prefix(xp: Any, values: Any, x: Any) -> Any:
     return xp.take_along_axis(c, x.astype(xp.int64), axis=1)
 
 
-def _row_select(xp: Any, free_words: Any, zone_idx: Any, block: Any, j: Any) -> Any:
-    """PFN of the j-th (0-based) free page of pageblock ``block`` (ascending)."""
-    words = free_words[zone_idx, block]  # (..., 8)
-    counts = popcount(xp, words).astype(xp.int64)
-    cum = xp.cumsum(counts, axis=-1)
-    wi = xp.minimum((cum <= j[..., None]).sum(axis=-1), WORDS64 - 1)
-    before = xp.where(wi > 0, xp.take_along_axis(cum, xp.maximum(wi - 1, 0)[..., None], axis=-1)[..., 0], 0)
-    word = xp.take_along_axis(words, wi[..., None], axis=-1)[..., 0]
-    return block * P + wi * 64 + select_bit(xp, word, xp.clip(j - before, 0, 63))
-
-
 def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, CompactCounters]:
     """Compact every zone of the batch as compact_node() does, exactly like the reference.
 
@@ -250,13 +239,12 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
         free_full = xp.where(scan_elig, P - n_tail, 0).astype(i64)
 
     n_iso = n_suc + n_pin
-    lock_full = _lock_acquisitions_full(xp, pl, iso32, n_iso, v6, z_n, b_n, s)
 
     def excl(a: Any) -> Any:  # exclusive prefix over blocks, (Z, B + 1)
         return xp.concatenate([xp.zeros((z_n, 1), dtype=i64), xp.cumsum(a.astype(i64), axis=1)], axis=1)
 
     k_suc, k_iso, k_pin = excl(n_suc), excl(n_iso), excl(n_pin)
-    mig_scanned, lock_acq = excl(mig_full), excl(lock_full)
+    mig_scanned = excl(mig_full)
     # G[m] = targets in pageblocks above m, for m = 0..B (G[B-1] = G[B] = 0).
     g_incl = xp.cumsum(n_tgt[:, ::-1], axis=1)[:, ::-1]  # targets in blocks >= m
     g = xp.concatenate([g_incl[:, 1:], xp.zeros((z_n, 2), dtype=i64)], axis=1)
@@ -268,6 +256,9 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
 
     unsafe = k_suc[:, 1:] > xp.minimum(cap, g[:, 1 : b_n + 1])
     b0 = xp.argmax(unsafe, axis=1)  # the last block is always unsafe
+    # LRU-lock takes of the pageblocks scanned in full: only those below some zone's b0.
+    nb = int(b0.max()) + 1
+    lock_acq = excl(_lock_acquisitions_full(xp, pl, v6, z_n, nb, s))
 
     # ---- the stop window: pageblock b0 of every zone, page by page ------------------
     z1 = xp.arange(z_n)
@@ -310,7 +301,8 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     src_end = b0 * P + xp.where(case_a, x_a, xp.where(case_b, u_b, P))
 
     # ---- free scanner -------------------------------------------------------------
-    t_last = _target_pfn(xp, g, free_words, xp.maximum(nr_moved - 1, 0))
+    targets = _TargetIndex(xp, free_words, tgt_block)
+    t_last = targets.pfn(z1, xp.maximum(nr_moved - 1, 0))
     bt = t_last // P
     if v6:
         part = t_last - bt * P + 1
@@ -323,7 +315,7 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     partial_free = xp.where(case_b, xp.maximum(g[z1, mi_b] - nr_moved, 0), 0)
 
     # ---- page pass 2 -------------------------------------------------------------
-    new_s, n_split = _apply(xp, s, pl, tgt_block, g, free_words, k_suc, nr_moved, src_end, t_last, v6)
+    new_s, n_split = _apply(xp, s, pl, tgt_block, targets, free_words, nr_moved, src_end, t_last, v6)
 
     counters = CompactCounters(
         compact_migrate_scanned=migrate_scanned.astype(i64),
@@ -345,37 +337,33 @@ def _count_below(xp: Any, words: Any, nbits: Any) -> Any:
     return popcount(xp, words & mask).astype(xp.int64).sum(axis=1)
 
 
-def _target_pfn(xp: Any, g: Any, free_words: Any, rank: Any) -> Any:
-    """PFN of target number ``rank`` (0-based, scan order) for each zone/query.
+class _TargetIndex:
+    """Maps target numbers to PFNs: target k is the k-th (0-based) free page of the
+    target pageblocks in the free scanner's order (pageblocks from the top down, PFNs
+    ascending inside a pageblock). One searchsorted over per-word start ranks finds
+    the 64-page word; a bytewise select finds the page."""
 
-    Targets are the free pages of target pageblocks, pageblocks from the top down and
-    PFNs ascending inside a pageblock. ``rank`` is (Z,) or (Z, Q); ranks must exist.
-    """
-    squeeze = rank.ndim == 1
-    r = rank[:, None] if squeeze else rank
-    b_n = free_words.shape[1]
-    gg = g[:, :b_n]  # non-increasing
-    # block c holding target r: the first m with G(m) <= r
-    if r.size * b_n <= 1 << 22:
-        c = (gg[:, None, :] > r[:, :, None]).sum(axis=2)
-    else:
-        c = _search_blocks(xp, gg, r)
-    c = xp.minimum(c, b_n - 1)
-    j = xp.maximum(r - xp.take_along_axis(gg, c, axis=1), 0)
-    zidx = xp.broadcast_to(xp.arange(r.shape[0])[:, None], r.shape)
-    pfn = _row_select(xp, free_words, zidx, c, j)
-    return pfn[:, 0] if squeeze else pfn
+    def __init__(self, xp: Any, free_words: Any, tgt_block: Any):
+        z_n, b_n, _ = free_words.shape
+        counts = popcount(xp, free_words).astype(xp.int64) * tgt_block[..., None]
+        seq = counts[:, ::-1, :].reshape(z_n, b_n * WORDS64)  # scan order of words
+        self.start = xp.cumsum(seq, axis=1) - seq  # first target number in each word
+        self.span = b_n * WORDS64 * 64 + 1
+        self.key = (self.start + xp.arange(z_n, dtype=xp.int64)[:, None] * self.span).reshape(-1)
+        self.free_words = free_words
+        self.xp = xp
 
-
-def _search_blocks(xp: Any, gg: Any, r: Any) -> Any:
-    """Vectorised per-zone searchsorted over the non-increasing rows of ``gg``."""
-    z_n, b_n = gg.shape
-    span = int(gg.max()) + 2 if gg.size else 2
-    offs = (xp.arange(z_n, dtype=xp.int64) * span)[:, None]
-    flat = (-gg + offs + span - 1).ravel()  # non-decreasing overall
-    q = (-r + offs + span - 1).ravel()
-    pos = xp.searchsorted(flat, q, side="left").reshape(r.shape)
-    return pos - (xp.arange(z_n, dtype=xp.int64) * b_n)[:, None]
+    def pfn(self, zone: Any, k: Any) -> Any:
+        """PFN of target number ``k`` of zone ``zone`` (flat arrays; targets must exist)."""
+        xp = self.xp
+        z_n, b_n, _ = self.free_words.shape
+        n_words = b_n * WORDS64
+        pos = xp.searchsorted(self.key, zone * self.span + k, side="right") - 1
+        w = xp.clip(pos - zone * n_words, 0, n_words - 1)  # last word starting at or before k
+        block = b_n - 1 - w // WORDS64
+        wi = w % WORDS64
+        j = k - self.start[zone, w]
+        return block * P + wi * 64 + select_bit(xp, self.free_words[zone, block, wi], xp.clip(j, 0, 63))
 
 
 def _cut_plane(xp: Any, packed: Any, lo: Any, hi: Any) -> Any:
@@ -401,7 +389,7 @@ def _cut_plane(xp: Any, packed: Any, lo: Any, hi: Any) -> Any:
     return packed & mask
 
 
-def _apply(xp, s, pl, tgt_block, g, free_words, k_suc, nr_moved, src_end, t_last, v6):
+def _apply(xp, s, pl, tgt_block, targets, free_words, nr_moved, src_end, t_last, v6):
     """Page pass 2: move the first ``nr_moved`` source pages to the first targets.
 
     Sources: every page of a migrating unit below ``src_end`` becomes FREE. Targets: the
@@ -430,20 +418,19 @@ def _apply(xp, s, pl, tgt_block, g, free_words, k_suc, nr_moved, src_end, t_last
     n_split = xp.zeros(z_n, dtype=xp.int64)
     if not v6:
         return new_s, n_split
-    folio = pl["folio"] & src
-    zb, byte = xp.nonzero(folio)
-    if zb.size == 0:
+    # Moved folio heads.
+    zf, hf = set_bit_positions(xp, pl["folio"] & src)
+    if zf.size == 0:
         return new_s, n_split
-    bits = xp.unpackbits(folio[zb, byte][:, None], axis=1, bitorder="little")
-    kz, kb = xp.nonzero(bits)
-    zf = zb[kz]
-    hf = byte[kz].astype(xp.int64) * 8 + kb
     order = ((s[zf, hf] >> 3) & 0x0F).astype(xp.int64)
     size = xp.left_shift(xp.int64(1), order)
-    suc_words = pl["suc"].view(xp.uint64).reshape(z_n, b_n, WORDS64)
-    hb = hf // P
-    rank = k_suc[zf, hb] + _count_below(xp, suc_words[zf, hb], hf - hb * P)
-    t_first = _target_pfn_flat(xp, g, free_words, zf, rank)
+    # Its target number = migrating pages before it (sources move in PFN order).
+    suc_words = pl["suc"].view(xp.uint64)
+    suc_start = xp.cumsum(popcount(xp, suc_words).astype(xp.int64), axis=1)
+    hw = hf // 64
+    below = xp.left_shift(xp.uint64(1), (hf % 64).astype(xp.uint64)) - xp.uint64(1)
+    rank = xp.where(hw > 0, suc_start[zf, xp.maximum(hw - 1, 0)], 0) + popcount(xp, suc_words[zf, hw] & below).astype(xp.int64)
+    t_first = targets.pfn(zf, rank)
     # The folio's targets are the next ``size`` free pages from t_first in its target
     # block, so they form one aligned run iff t_first is aligned and the run is free.
     intact = (t_first % size == 0) & _run_free(xp, free_words, zf, t_first, size)
@@ -473,21 +460,6 @@ def _run_free(xp: Any, free_words: Any, zone: Any, start: Any, size: Any) -> Any
         good = xp.where(small, part == bits, word == xp.uint64(0xFFFFFFFFFFFFFFFF))
         ok &= good | (i >= n_words)
     return ok
-
-
-def _target_pfn_flat(xp, g, free_words, zone, rank):
-    """_target_pfn for a flat list of (zone, rank) queries."""
-    b_n = free_words.shape[1]
-    gg = g[:, :b_n]
-    z_n = gg.shape[0]
-    span = int(gg.max()) + 2
-    offs = xp.arange(z_n, dtype=xp.int64) * span
-    flat = (-gg + offs[:, None] + span - 1).ravel()
-    q = -rank + offs[zone] + span - 1
-    c = xp.searchsorted(flat, q, side="left") - zone * b_n
-    c = xp.minimum(c, b_n - 1)
-    j = xp.maximum(rank - gg[zone, c], 0)
-    return _row_select(xp, free_words, zone, c, j)
 
 
 class _Window:
@@ -566,9 +538,12 @@ class _Window:
         self.acq = (iso_head & (last_iso_before < last_reset)).astype(xp.int64)
 
 
-def _lock_acquisitions_full(xp, pl, iso32, n_iso, v6, z_n, b_n, s):
-    """LRU-lock acquisitions of each pageblock scanned in full, (Z, B) int64."""
+def _lock_acquisitions_full(xp, pl, v6, z_n, b_n, s):
+    """LRU-lock acquisitions of each of the first ``b_n`` pageblocks scanned in full."""
     i64 = xp.int64
+    pl = {k: v[:, : b_n * P // 8] for k, v in pl.items()}
+    s = s[:, : b_n * P]
+    iso32 = pl["iso_head"].view(xp.uint32).reshape(z_n, b_n, WIN32)
     pop_w = popcount(xp, iso32).astype(i64)  # isolated unit heads per window
     if not v6:
         # 4.12: units are base pages; the lock is taken at the first isolated page of

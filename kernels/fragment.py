@@ -291,14 +291,7 @@ def _raise_unfit(params: FragmentParams, bad: np.ndarray, why: str) -> None:
     zones = np.flatnonzero(bad)[:4]
     values = ", ".join(
         f"{name}={to_numpy(getattr(params, name))[zones].tolist()}"
-        for name in (
-            "free_fraction",
-            "unmovable_fraction",
-            "reclaimable_fraction",
-            "pinned_fraction",
-            "pollution",
-            "folio_fraction",
-        )
+        for name in FRACTION_FIELDS
     )
     raise ValueError(
         f"layout {params.layout!r} cannot fit zone(s) {zones.tolist()}: {why} ({values})"

@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from kernels.backend import BackendError, get_xp
+from sweep.memory import keep_freed_memory
 from sweep.config import (
     CONF_DIR,
     CONFIG_NAME,
@@ -133,4 +134,5 @@ def cli() -> None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
+    keep_freed_memory()
     main()
