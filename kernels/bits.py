@@ -63,7 +63,9 @@ def select_bit(xp: Any, words: Any, rank: Any) -> Any:
     c = (c & u64(_M2)) + ((c >> u64(2)) & u64(_M2))
     c = (c + (c >> u64(4))) & u64(_M4)
     cum = c * u64(_L8)  # byte i: set bits in bytes 0..i
-    above = ((cum | u64(_H8)) - (r + u64(1)) * u64(_L8)) & u64(_H8)  # bytes whose running sum > rank
+    above = ((cum | u64(_H8)) - (r + u64(1)) * u64(_L8)) & u64(
+        _H8
+    )  # bytes whose running sum > rank
     # (clamped so that an out-of-range rank still yields an in-range position)
     byte_idx = xp.minimum(u64(8) - popcount(xp, above).astype(u64), u64(7))
     shift = byte_idx * u64(8)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from kernels.bits import lowest_bit, pack_bits, popcount, select_bit, set_bit_positions
+from kernels.bits import lowest_bit, popcount, select_bit, set_bit_positions
 from kernels.zone import (
     COMPACT_CLUSTER_MAX,
     FREE,
@@ -149,8 +149,14 @@ def _aligned_free_groups(xp: Any, free_words: Any) -> Any:
     entirely free (fully free blocks are handled by the caller).
     """
     u64 = xp.uint64
-    masks = (0x5555555555555555, 0x1111111111111111, 0x0101010101010101, 0x0001000100010001,
-             0x0000000100000001, 0x1)
+    masks = (
+        0x5555555555555555,
+        0x1111111111111111,
+        0x0101010101010101,
+        0x0001000100010001,
+        0x0000000100000001,
+        0x1,
+    )
     f = free_words
     total = popcount(xp, f).astype(xp.int64).sum(axis=2)
     for k, m in enumerate(masks):
@@ -182,7 +188,9 @@ def _lock_runs_v6(xp: Any, iso32: Any, drop32: Any) -> Any:
 def _window_prefix(xp: Any, values: Any, x: Any) -> Any:
     """sum(values[z, :x[z, c]]) for a (Z, P) window and (Z, C) cut points."""
     z = values.shape[0]
-    c = xp.concatenate([xp.zeros((z, 1), dtype=xp.int64), xp.cumsum(values.astype(xp.int64), axis=1)], axis=1)
+    c = xp.concatenate(
+        [xp.zeros((z, 1), dtype=xp.int64), xp.cumsum(values.astype(xp.int64), axis=1)], axis=1
+    )
     return xp.take_along_axis(c, x.astype(xp.int64), axis=1)
 
 
@@ -200,7 +208,6 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     z_n, n = s.shape
     b_n = n // P
     i64 = xp.int64
-    zi = xp.arange(z_n)[:, None]
     skip_pinned = xp.asarray(params.skip_pinned, dtype=bool).reshape(z_n)
 
     # ---- page pass 1 -------------------------------------------------------------
@@ -209,13 +216,14 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     n_suc = _per_block(xp, pl["suc"], b_n)
     n_pin = _per_block(xp, pl["pin_iso"], b_n)
     free_words = pl["free"].view(xp.uint64).reshape(z_n, b_n, WORDS64)
-    iso32 = pl["iso_head"].view(xp.uint32).reshape(z_n, b_n, WIN32)
 
     # ---- pageblock level -----------------------------------------------------------
     fully_free = n_free == P
     bidx = xp.arange(b_n)
     buddy_idx = bidx ^ 1
-    pair = fully_free & xp.where(buddy_idx < b_n, fully_free[:, xp.minimum(buddy_idx, b_n - 1)], False)
+    pair = fully_free & xp.where(
+        buddy_idx < b_n, fully_free[:, xp.minimum(buddy_idx, b_n - 1)], False
+    )
     pair_even = pair & (bidx % 2 == 0)
     pair_odd = pair & (bidx % 2 == 1)
     mt = state.pageblock_migratetype
@@ -241,7 +249,9 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     n_iso = n_suc + n_pin
 
     def excl(a: Any) -> Any:  # exclusive prefix over blocks, (Z, B + 1)
-        return xp.concatenate([xp.zeros((z_n, 1), dtype=i64), xp.cumsum(a.astype(i64), axis=1)], axis=1)
+        return xp.concatenate(
+            [xp.zeros((z_n, 1), dtype=i64), xp.cumsum(a.astype(i64), axis=1)], axis=1
+        )
 
     k_suc, k_iso, k_pin = excl(n_suc), excl(n_iso), excl(n_pin)
     mig_scanned = excl(mig_full)
@@ -250,7 +260,9 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     g = xp.concatenate([g_incl[:, 1:], xp.zeros((z_n, 2), dtype=i64)], axis=1)
     e_incl = xp.cumsum(free_full[:, ::-1], axis=1)[:, ::-1]
     e_free = xp.concatenate([e_incl, xp.zeros((z_n, 2), dtype=i64)], axis=1)  # E(m), m = 0..B+1
-    x_last = xp.concatenate([(tgt_block & last_free).astype(i64), xp.zeros((z_n, 1), dtype=i64)], axis=1)
+    x_last = xp.concatenate(
+        [(tgt_block & last_free).astype(i64), xp.zeros((z_n, 1), dtype=i64)], axis=1
+    )
     cap = g[:, :b_n] - x_last[:, 1:]
     cap[:, b_n - 1] = -1
 
@@ -275,7 +287,6 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     big = 4 * P
     key_e1 = xp.where(e1_fail, 2 * w.starts, big).min(axis=1)
     key_e2 = xp.where(e2_fail, 2 * xp.arange(P)[None, :] + 1, big).min(axis=1)
-    key = xp.minimum(key_e1, key_e2)
     case_a = key_e1 < key_e2  # a scanners-met check fails inside b0
     case_b = key_e2 < key_e1  # a target request fails inside b0
     # otherwise: the scanners-met check at the start of b0 + 1 fails
@@ -315,7 +326,9 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     partial_free = xp.where(case_b, xp.maximum(g[z1, mi_b] - nr_moved, 0), 0)
 
     # ---- page pass 2 -------------------------------------------------------------
-    new_s, n_split = _apply(xp, s, pl, tgt_block, targets, free_words, nr_moved, src_end, t_last, v6)
+    new_s, n_split = _apply(
+        xp, s, pl, tgt_block, targets, free_words, nr_moved, src_end, t_last, v6
+    )
 
     counters = CompactCounters(
         compact_migrate_scanned=migrate_scanned.astype(i64),
@@ -333,7 +346,11 @@ def _count_below(xp: Any, words: Any, nbits: Any) -> Any:
     """Set bits among the first ``nbits`` bits of each row of (Z, 8) uint64 words."""
     pos = xp.arange(WORDS64)[None, :] * 64
     take = xp.clip(nbits[:, None] - pos, 0, 64)
-    mask = xp.where(take >= 64, xp.uint64(0xFFFFFFFFFFFFFFFF), (xp.uint64(1) << xp.minimum(take, 63).astype(xp.uint64)) - xp.uint64(1))
+    mask = xp.where(
+        take >= 64,
+        xp.uint64(0xFFFFFFFFFFFFFFFF),
+        (xp.uint64(1) << xp.minimum(take, 63).astype(xp.uint64)) - xp.uint64(1),
+    )
     return popcount(xp, words & mask).astype(xp.int64).sum(axis=1)
 
 
@@ -363,7 +380,11 @@ class _TargetIndex:
         block = b_n - 1 - w // WORDS64
         wi = w % WORDS64
         j = k - self.start[zone, w]
-        return block * P + wi * 64 + select_bit(xp, self.free_words[zone, block, wi], xp.clip(j, 0, 63))
+        return (
+            block * P
+            + wi * 64
+            + select_bit(xp, self.free_words[zone, block, wi], xp.clip(j, 0, 63))
+        )
 
 
 def _cut_plane(xp: Any, packed: Any, lo: Any, hi: Any) -> Any:
@@ -405,11 +426,16 @@ def _apply(xp, s, pl, tgt_block, targets, free_words, nr_moved, src_end, t_last,
     keep = tgt_block & (xp.arange(b_n)[None, :] > bt[:, None])
     tgt = pl["free"] & xp.repeat(xp.where(keep, 0xFF, 0).astype(xp.uint8), P // 8, axis=1)
     has = nr_moved > 0
-    tgt |= _cut_plane(xp, pl["free"], xp.where(has, bt * P, 0), xp.where(has, t_last + 1, 0)) & xp.repeat(
-        xp.where(tgt_block, 0xFF, 0).astype(xp.uint8), P // 8, axis=1
-    )
+    tgt |= _cut_plane(
+        xp, pl["free"], xp.where(has, bt * P, 0), xp.where(has, t_last + 1, 0)
+    ) & xp.repeat(xp.where(tgt_block, 0xFF, 0).astype(xp.uint8), P // 8, axis=1)
     new_s = xp.empty_like(s)
-    src_flat, tgt_flat, s_flat, out_flat = src.reshape(-1), tgt.reshape(-1), s.reshape(-1), new_s.reshape(-1)
+    src_flat, tgt_flat, s_flat, out_flat = (
+        src.reshape(-1),
+        tgt.reshape(-1),
+        s.reshape(-1),
+        new_s.reshape(-1),
+    )
     for lo, hi in _chunks(xp, z_n * n):
         sl = slice(lo // 8, hi // 8)
         moved = xp.unpackbits(src_flat[sl], bitorder="little")
@@ -429,7 +455,9 @@ def _apply(xp, s, pl, tgt_block, targets, free_words, nr_moved, src_end, t_last,
     suc_start = xp.cumsum(popcount(xp, suc_words).astype(xp.int64), axis=1)
     hw = hf // 64
     below = xp.left_shift(xp.uint64(1), (hf % 64).astype(xp.uint64)) - xp.uint64(1)
-    rank = xp.where(hw > 0, suc_start[zf, xp.maximum(hw - 1, 0)], 0) + popcount(xp, suc_words[zf, hw] & below).astype(xp.int64)
+    rank = xp.where(hw > 0, suc_start[zf, xp.maximum(hw - 1, 0)], 0) + popcount(
+        xp, suc_words[zf, hw] & below
+    ).astype(xp.int64)
     t_first = targets.pfn(zf, rank)
     # The folio's targets are the next ``size`` free pages from t_first in its target
     # block, so they form one aligned run iff t_first is aligned and the run is free.
@@ -452,7 +480,11 @@ def _run_free(xp: Any, free_words: Any, zone: Any, start: Any, size: Any) -> Any
     ok = xp.ones(start.shape, dtype=bool)
     n_words = xp.maximum(size // 64, 1)
     small = size < 64
-    bits = xp.where(small, xp.left_shift(xp.uint64(1), size.astype(xp.uint64) % xp.uint64(64)) - xp.uint64(1), xp.uint64(0))
+    bits = xp.where(
+        small,
+        xp.left_shift(xp.uint64(1), size.astype(xp.uint64) % xp.uint64(64)) - xp.uint64(1),
+        xp.uint64(0),
+    )
     for i in range(4):
         idx = xp.minimum(w0 + i, b_n * WORDS64 - 1)
         word = flat[zone, idx]
@@ -480,16 +512,24 @@ class _Window:
         order = ((row >> 3) & 0x0F).astype(xp.int64)
         nonfree_head = ~free & ~tail
         if v6:
-            self.mw = xp.where(free_head, xp.int64(1) << xp.maximum(ordmax, 0), xp.where(nonfree_head, xp.int64(1) << order, 0))
+            self.mw = xp.where(
+                free_head,
+                xp.int64(1) << xp.maximum(ordmax, 0),
+                xp.where(nonfree_head, xp.int64(1) << order, 0),
+            )
         else:
             self.mw = (free_head | nonfree_head).astype(xp.int64)
         sp = skip_pinned[:, None]
         pin = row == PINNED
-        suc = xp.unpackbits(pl["suc"].reshape(z_n, b_n, P // 8)[z1, b0], axis=-1, bitorder="little").astype(bool)
+        suc = xp.unpackbits(
+            pl["suc"].reshape(z_n, b_n, P // 8)[z1, b0], axis=-1, bitorder="little"
+        ).astype(bool)
         self.suc_head = suc & ~tail
         pin_iso = pin & ~sp
         iso_head = self.suc_head | pin_iso
-        self.size = xp.where(self.suc_head, xp.int64(1) << order, xp.where(pin_iso, 1, 0)).astype(xp.int64)
+        self.size = xp.where(self.suc_head, xp.int64(1) << order, xp.where(pin_iso, 1, 0)).astype(
+            xp.int64
+        )
         self.iso_n = xp.where(iso_head, self.size, 0)
         self.suc_n = xp.where(self.suc_head, self.size, 0)
         self.pin_n = pin_iso.astype(xp.int64)
@@ -534,7 +574,9 @@ class _Window:
             reset = reset | (pin & sp)
         last_reset = xp.maximum.accumulate(xp.where(reset, idx, -1), axis=1)
         last_iso = xp.maximum.accumulate(xp.where(iso_head, idx, -1), axis=1)
-        last_iso_before = xp.concatenate([xp.full((z_n, 1), -1, dtype=last_iso.dtype), last_iso[:, :-1]], axis=1)
+        last_iso_before = xp.concatenate(
+            [xp.full((z_n, 1), -1, dtype=last_iso.dtype), last_iso[:, :-1]], axis=1
+        )
         self.acq = (iso_head & (last_iso_before < last_reset)).astype(xp.int64)
 
 
@@ -565,7 +607,11 @@ def _lock_acquisitions_full(xp, pl, v6, z_n, b_n, s):
     has = cum[:, :, -1] >= COMPACT_CLUSTER_MAX
     wstar = (cum < COMPACT_CLUSTER_MAX).sum(axis=2)
     wstar_c = xp.minimum(wstar, WIN32 - 1)
-    before = xp.where(wstar_c > 0, xp.take_along_axis(cum, xp.maximum(wstar_c - 1, 0)[..., None], axis=2)[..., 0], 0)
+    before = xp.where(
+        wstar_c > 0,
+        xp.take_along_axis(cum, xp.maximum(wstar_c - 1, 0)[..., None], axis=2)[..., 0],
+        0,
+    )
     word = xp.take_along_axis(isopage, wstar_c[..., None], axis=2)[..., 0]
     bit = select_bit(xp, word, xp.clip(COMPACT_CLUSTER_MAX - 1 - before, 0, 31))
     p32 = wstar_c * 32 + bit  # offset of the 32nd isolated page in the block
@@ -578,7 +624,11 @@ def _lock_acquisitions_full(xp, pl, v6, z_n, b_n, s):
     dw = xp.take_along_axis(drop32, wstar_c[..., None], axis=2)[..., 0].astype(xp.uint64)
     shift = off.astype(xp.uint64)
     nxt = lowest_bit(xp, iw >> shift)
-    below_next = xp.where(nxt >= 64, xp.uint64(0), (xp.uint64(1) << xp.minimum(nxt, 63).astype(xp.uint64)) - xp.uint64(1))
+    below_next = xp.where(
+        nxt >= 64,
+        xp.uint64(0),
+        (xp.uint64(1) << xp.minimum(nxt, 63).astype(xp.uint64)) - xp.uint64(1),
+    )
     no_drop = ((dw >> shift) & below_next) == 0
     extra = has & (cs < P) & (off != 0) & (nxt < 32) & no_drop
     return runs + extra.astype(i64)

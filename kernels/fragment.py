@@ -290,8 +290,7 @@ def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
 def _raise_unfit(params: FragmentParams, bad: np.ndarray, why: str) -> None:
     zones = np.flatnonzero(bad)[:4]
     values = ", ".join(
-        f"{name}={to_numpy(getattr(params, name))[zones].tolist()}"
-        for name in FRACTION_FIELDS
+        f"{name}={to_numpy(getattr(params, name))[zones].tolist()}" for name in FRACTION_FIELDS
     )
     raise ValueError(
         f"layout {params.layout!r} cannot fit zone(s) {zones.tolist()}: {why} ({values})"

@@ -121,7 +121,8 @@ def pageblock_count(nr_pages: int) -> int:
     """Number of pageblocks in a zone of ``nr_pages`` pages (must be whole)."""
     if nr_pages <= 0 or nr_pages % PAGEBLOCK_NR_PAGES:
         raise ValueError(
-            f"zone of {nr_pages} pages is not a whole number of {PAGEBLOCK_NR_PAGES}-page pageblocks"
+            f"zone of {nr_pages} pages is not a whole number of "
+            f"{PAGEBLOCK_NR_PAGES}-page pageblocks"
         )
     return nr_pages // PAGEBLOCK_NR_PAGES
 
@@ -148,7 +149,7 @@ class ZoneState:
     def nr_pageblocks(self) -> int:
         return int(self.pageblock_migratetype.shape[1])
 
-    def __getitem__(self, zones: Any) -> "ZoneState":
+    def __getitem__(self, zones: Any) -> ZoneState:
         """Select zones (an int, slice or index array) keeping the zone axis."""
         if isinstance(zones, int):
             zones = slice(zones, zones + 1)
@@ -188,5 +189,6 @@ def setup_per_zone_wmarks(
     pages_min = np.asarray(min_free_kbytes, dtype=np.int64) >> (PAGE_SHIFT - 10)
     tmp = pages_min * managed // managed  # proportional share: the zone holds all lowmem
     wmin = tmp
-    tmp = np.maximum(tmp >> 2, managed * np.asarray(watermark_scale_factor, dtype=np.int64) // 10000)
+    scale = np.asarray(watermark_scale_factor, dtype=np.int64)
+    tmp = np.maximum(tmp >> 2, managed * scale // 10000)
     return wmin, wmin + tmp, wmin + 2 * tmp

@@ -22,7 +22,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from kernels.backend import BackendError, get_xp
-from sweep.memory import keep_freed_memory
 from sweep.config import (
     CONF_DIR,
     CONFIG_NAME,
@@ -34,6 +33,7 @@ from sweep.config import (
     validate,
 )
 from sweep.expand import check_feasible, effective_min_free_kbytes
+from sweep.memory import keep_freed_memory
 from sweep.results import build_dataset, format_buddyinfo, format_counters, write_netcdf
 from sweep.runner import run_compact_node
 from sweep.version import code_version

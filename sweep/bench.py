@@ -111,7 +111,10 @@ def bench_compaction(
 
 
 def _print_table(rows: list[dict]) -> None:
-    head = f"{'case':8} {'profile':7} {'batched':>10} {'batched pages/s':>16} {'reference pages/s':>18} {'ratio':>8} {'exact':>6}"
+    head = (
+        f"{'case':8} {'profile':7} {'batched':>10} {'batched pages/s':>16} "
+        f"{'reference pages/s':>18} {'ratio':>8} {'exact':>6}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -121,7 +124,8 @@ def _print_table(rows: list[dict]) -> None:
         ratio = f"{r['speedup']:7.0f}x" if "speedup" in r else f"{'-':>8}"
         exact = ("yes" if r["reference_mismatches"] == 0 else "NO") if "reference_s" in r else "-"
         print(
-            f"{r['case']:8} {r['profile']:7} {r['batched_s'] * 1e3:8.1f}ms {r['batched_pages_per_s'] / 1e6:12.1f} M/s"
+            f"{r['case']:8} {r['profile']:7} {r['batched_s'] * 1e3:8.1f}ms "
+            f"{r['batched_pages_per_s'] / 1e6:12.1f} M/s"
             f"  {ref} {ratio} {exact:>6}"
         )
 
@@ -178,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
         },
-        "note": "NumPy runs these kernels on one core; ratio = batched pages/s / reference pages/s, same zones, same run",
+        "note": (
+            "NumPy runs these kernels on one core; ratio = batched pages/s / "
+            "reference pages/s, same zones, same run"
+        ),
         "freed_memory_kept_in_heap": heap_kept,
         "rows": rows,
     }

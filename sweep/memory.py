@@ -22,7 +22,9 @@ _M_MMAP_THRESHOLD = -3
 
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse; True if the settings were applied."""
-    if os.environ.get("COMPACTION_SWEEP_KEEP_HEAP", "1") == "0" or not sys.platform.startswith("linux"):
+    if os.environ.get("COMPACTION_SWEEP_KEEP_HEAP", "1") == "0" or not sys.platform.startswith(
+        "linux"
+    ):
         return False
     name = ctypes.util.find_library("c")
     if not name:

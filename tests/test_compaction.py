@@ -43,7 +43,9 @@ def _assert_matches_reference(s, mt, profile, skip_pinned):
     for z in range(s.shape[0]):
         ref_state, ref_counters = compact_zone(s[z], mt[z], profile, bool(skip_pinned[z]))
         assert _row(counters, z) == dataclasses.asdict(ref_counters), f"zone {z} counters"
-        np.testing.assert_array_equal(new.page_state[z], np.asarray(ref_state, np.uint8), err_msg=f"zone {z} state")
+        np.testing.assert_array_equal(
+            new.page_state[z], np.asarray(ref_state, np.uint8), err_msg=f"zone {z} state"
+        )
     return new, counters
 
 
@@ -76,7 +78,9 @@ fragmenter_cases = st.one_of(
             "pinned_fraction": st.floats(0, 0.2),
             "pollution": st.floats(0, 0.5),
             "folio_fraction": st.floats(0, 0.6),
-            "folio_orders": st.sets(st.integers(1, 9), min_size=1, max_size=4).map(lambda o: tuple(sorted(o))),
+            "folio_orders": st.sets(st.integers(1, 9), min_size=1, max_size=4).map(
+                lambda o: tuple(sorted(o))
+            ),
         }
     ),
     st.fixed_dictionaries(
@@ -93,7 +97,9 @@ fragmenter_cases = st.one_of(
             "unmovable_fraction": st.floats(0, 0.1),
             "pinned_fraction": st.floats(0, 0.3),
             "folio_fraction": st.floats(0, 0.5),
-            "folio_orders": st.sets(st.integers(1, 7), min_size=1, max_size=3).map(lambda o: tuple(sorted(o))),
+            "folio_orders": st.sets(st.integers(1, 7), min_size=1, max_size=3).map(
+                lambda o: tuple(sorted(o))
+            ),
         }
     ),
 )
@@ -132,7 +138,9 @@ def test_batch_invariance(profile, seed, nr_blocks):
     skip_pinned = np.array([True, False, True, False, True])
     new, counters = compact_node(_state(s, mt), CompactParams(profile, skip_pinned))
     for z in range(5):
-        alone, c1 = compact_node(_state(s[z : z + 1], mt[z : z + 1]), CompactParams(profile, skip_pinned[z : z + 1]))
+        alone, c1 = compact_node(
+            _state(s[z : z + 1], mt[z : z + 1]), CompactParams(profile, skip_pinned[z : z + 1])
+        )
         np.testing.assert_array_equal(alone.page_state[0], new.page_state[z])
         assert _row(c1, 0) == _row(counters, z)
 
@@ -149,14 +157,18 @@ def test_conservation(profile, seed, nr_blocks):
     assert after.shape == s.shape and after.dtype == np.uint8
     for z in range(4):
         for kind in range(5):
-            assert np.count_nonzero((s[z] & 7) == kind) == np.count_nonzero((after[z] & 7) == kind), kind
+            assert np.count_nonzero((s[z] & 7) == kind) == np.count_nonzero(
+                (after[z] & 7) == kind
+            ), kind
         heads_before = np.count_nonzero((s[z] > MOVABLE) & (s[z] < 0x80))
         heads_after = np.count_nonzero((after[z] > MOVABLE) & (after[z] < 0x80))
         assert heads_after == heads_before - c.migrate_folio_split[z]
     assert np.all(new.pageblock_migratetype == mt)
     # compact_isolated counts both scanners: every migrated page was isolated twice.
     assert np.all(c.compact_isolated >= 2 * c.pgmigrate_success)
-    assert np.all(c.compact_migrate_scanned <= s.shape[1] + P) and np.all(c.compact_free_scanned <= s.shape[1])
+    assert np.all(c.compact_migrate_scanned <= s.shape[1] + P) and np.all(
+        c.compact_free_scanned <= s.shape[1]
+    )
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
@@ -167,7 +179,9 @@ def test_only_free_and_movable_packs_the_zone(profile, seed, nr_blocks):
     every pageblock below the scanners' meeting point ends entirely free and every one
     above it full; only the pageblocks where the scanners met may be partial."""
     rng = np.random.default_rng(seed)
-    s = (rng.random((3, nr_blocks * P)) < rng.uniform(0.2, 0.8, (3, 1))).astype(np.uint8)  # MOVABLE=1
+    s = (rng.random((3, nr_blocks * P)) < rng.uniform(0.2, 0.8, (3, 1))).astype(
+        np.uint8
+    )  # MOVABLE=1
     mt = np.full((3, nr_blocks), MigrateType.MOVABLE, np.int8)
     new, c = compact_node(_state(s, mt), CompactParams(profile, np.ones(3, bool)))
     # At most the one page that found no target when the free scanner ran dry fails.
@@ -187,7 +201,10 @@ def _hand_zone():
     s[0:10] = MOVABLE
     s[P : 3 * P] = UNMOVABLE
     s[3 * P : 3 * P + 256] = MOVABLE
-    mt = np.array([MigrateType.MOVABLE, MigrateType.UNMOVABLE, MigrateType.UNMOVABLE, MigrateType.MOVABLE], np.int8)
+    mt = np.array(
+        [MigrateType.MOVABLE, MigrateType.UNMOVABLE, MigrateType.UNMOVABLE, MigrateType.MOVABLE],
+        np.int8,
+    )
     return s, mt
 
 

@@ -20,18 +20,26 @@ P = PAGEBLOCK_NR_PAGES
 LAYOUTS = ("uniform", "blocky", "runs", "holes", "folio_heavy", "pinned_heavy")
 
 
-def random_zone(rng: np.random.Generator, nr_blocks: int, layout: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def random_zone(
+    rng: np.random.Generator, nr_blocks: int, layout: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One zone: (page_state (N,) uint8, pageblock_migratetype (B,) int8)."""
     layout = layout or LAYOUTS[rng.integers(len(LAYOUTS))]
     n = nr_blocks * P
     mt = rng.choice(
-        [MigrateType.MOVABLE, MigrateType.UNMOVABLE, MigrateType.RECLAIMABLE], size=nr_blocks, p=[0.8, 0.12, 0.08]
+        [MigrateType.MOVABLE, MigrateType.UNMOVABLE, MigrateType.RECLAIMABLE],
+        size=nr_blocks,
+        p=[0.8, 0.12, 0.08],
     ).astype(np.int8)
     s = np.zeros(n, dtype=np.uint8)
     p_free = rng.uniform(0.05, 0.95)
-    p_pin = {"pinned_heavy": rng.uniform(0.3, 0.9)}.get(layout, rng.choice([0.0, 0.0, rng.uniform(0, 0.1)]))
+    p_pin = {"pinned_heavy": rng.uniform(0.3, 0.9)}.get(
+        layout, rng.choice([0.0, 0.0, rng.uniform(0, 0.1)])
+    )
     p_unmov = rng.choice([0.0, rng.uniform(0, 0.05)])
-    folio_frac = {"folio_heavy": rng.uniform(0.3, 0.9)}.get(layout, rng.choice([0.0, rng.uniform(0, 0.4)]))
+    folio_frac = {"folio_heavy": rng.uniform(0.3, 0.9)}.get(
+        layout, rng.choice([0.0, rng.uniform(0, 0.4)])
+    )
     for b in range(nr_blocks):
         lo = b * P
         if layout == "blocky" and rng.random() < 0.5:

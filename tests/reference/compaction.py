@@ -202,8 +202,10 @@ def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: int) -
         low_pfn += nr_pages - 1
         # 6.19: nr_migratepages >= COMPACT_CLUSTER_MAX && !finish_pageblock;
         # 4.12: nr_migratepages == COMPACT_CLUSTER_MAX (it never isolates folios).
-        if (nr_isolated >= COMPACT_CLUSTER_MAX and not cc.finish_pageblock) if cc.v6 else (
-            nr_isolated == COMPACT_CLUSTER_MAX
+        if (
+            (nr_isolated >= COMPACT_CLUSTER_MAX and not cc.finish_pageblock)
+            if cc.v6
+            else (nr_isolated == COMPACT_CLUSTER_MAX)
         ):
             low_pfn += 1
             break
@@ -237,7 +239,9 @@ def suitable_migration_target(cc: CompactControl, block_start_pfn: int) -> bool:
     return mt in (MigrateType.MOVABLE, MigrateType.CMA)
 
 
-def isolate_freepages_block(cc: CompactControl, start_pfn: int, end_pfn: int, nr_needed: int) -> int:
+def isolate_freepages_block(
+    cc: CompactControl, start_pfn: int, end_pfn: int, nr_needed: int
+) -> int:
     """Isolate free pages from [start_pfn, end_pfn) until nr_needed are held.
 
     Mirrors isolate_freepages_block(..., stride=1, strict=false), page-granular.
@@ -277,7 +281,9 @@ def isolate_freepages(cc: CompactControl, nr_needed: int) -> None:
     low_pfn = pageblock_end_pfn(cc.migrate_pfn)
     while block_start_pfn >= low_pfn:
         if suitable_migration_target(cc, block_start_pfn):
-            isolate_start_pfn = isolate_freepages_block(cc, isolate_start_pfn, block_end_pfn, nr_needed)
+            isolate_start_pfn = isolate_freepages_block(
+                cc, isolate_start_pfn, block_end_pfn, nr_needed
+            )
             if len(cc.freepages) >= nr_needed:
                 if isolate_start_pfn >= block_end_pfn:
                     # Restart at previous pageblock if more freepages can be isolated.
@@ -316,7 +322,9 @@ def migrate_pages(cc: CompactControl) -> int:
         if targets is None:
             c.pgmigrate_fail += nr_pages
             return ENOMEM
-        intact = targets[0] % nr_pages == 0 and targets == list(range(targets[0], targets[0] + nr_pages))
+        intact = targets[0] % nr_pages == 0 and targets == list(
+            range(targets[0], targets[0] + nr_pages)
+        )
         if nr_pages > 1 and not intact:
             c.migrate_folio_split += 1
         for i, dst in enumerate(targets):
@@ -343,7 +351,9 @@ def compact_zone(
     COMPACT_CONTINUE until the scanners meet, so the run ends when they meet or when
     migrate_pages() runs out of targets.
     """
-    cc = CompactControl([int(x) for x in page_state], [int(x) for x in pageblock_migratetype], profile, skip_pinned)
+    cc = CompactControl(
+        [int(x) for x in page_state], [int(x) for x in pageblock_migratetype], profile, skip_pinned
+    )
     cc.migrate_pfn = 0
     cc.free_pfn = pageblock_start_pfn(cc.nr_pages - 1)
     last_migrated_pfn: int | None = None  # the kernel's 0: none yet
