@@ -15,11 +15,6 @@ _M4 = 0x0F0F0F0F0F0F0F0F
 _H01 = 0x0101010101010101
 
 
-def pack_bits(xp: Any, mask: Any) -> Any:
-    """Pack a boolean (..., M) array into (..., M // 8) uint8, little bit order."""
-    return xp.packbits(mask, axis=-1, bitorder="little")
-
-
 def popcount(xp: Any, words: Any) -> Any:
     """Number of set bits of each unsigned integer (any unsigned dtype), as uint8.
 
@@ -92,10 +87,21 @@ def set_bit_positions(xp: Any, packed: Any) -> tuple[Any, Any]:
     first_bit = wi[nzb // 8].astype(xp.int64) * 64 + (nzb % 8) * 8
     pop = xp.asarray([bin(b).count("1") for b in range(256)], dtype=xp.int64)
     cnt = pop[val]
-    rep = xp.repeat(xp.arange(val.shape[0]), cnt)
-    k = xp.arange(rep.shape[0], dtype=xp.int64) - xp.repeat(xp.cumsum(cnt) - cnt, cnt)
+    rep, k = repeat_index(xp, cnt)
     bit = _select_in_byte_table(xp)[val[rep] * 8 + k]
     return row[rep], first_bit[rep] + bit
+
+
+def repeat_index(xp: Any, counts: Any) -> tuple[Any, Any]:
+    """For counts c_i: the index i repeated c_i times, and 0..c_i-1 within each repeat.
+
+    Portable ``repeat(arange(n), counts)`` (CuPy's repeat takes no array of counts).
+    """
+    ends = xp.cumsum(counts)
+    total = int(ends[-1]) if counts.shape[0] else 0
+    pos = xp.arange(total, dtype=xp.int64)
+    idx = xp.searchsorted(ends, pos, side="right")
+    return idx, pos - (ends - counts)[idx]
 
 
 def lowest_bit(xp: Any, words: Any) -> Any:

@@ -31,7 +31,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from kernels.bits import lowest_bit, popcount, select_bit, set_bit_positions
+from kernels.bits import (
+    lowest_bit,
+    popcount,
+    repeat_index,
+    select_bit,
+    set_bit_positions,
+)
 from kernels.zone import (
     COMPACT_CLUSTER_MAX,
     FREE,
@@ -465,10 +471,9 @@ def _apply(xp, s, pl, tgt_block, targets, free_words, nr_moved, src_end, t_last,
     n_split = xp.bincount(zf[~intact], minlength=z_n).astype(xp.int64)
     ok_z, ok_t, ok_h, ok_n = zf[intact], t_first[intact], hf[intact], size[intact]
     if ok_z.size:
-        starts = xp.cumsum(ok_n) - ok_n
-        within = xp.arange(int(ok_n.sum())) - xp.repeat(starts, ok_n)
-        zz = xp.repeat(ok_z, ok_n)
-        new_s[zz, xp.repeat(ok_t, ok_n) + within] = s[zz, xp.repeat(ok_h, ok_n) + within]
+        rep, within = repeat_index(xp, ok_n)
+        zz = ok_z[rep]
+        new_s[zz, ok_t[rep] + within] = s[zz, ok_h[rep] + within]
     return new_s, n_split
 
 
@@ -492,6 +497,19 @@ def _run_free(xp: Any, free_words: Any, zone: Any, start: Any, size: Any) -> Any
         good = xp.where(small, part == bits, word == xp.uint64(0xFFFFFFFFFFFFFFFF))
         ok &= good | (i >= n_words)
     return ok
+
+
+def _running_max(xp: Any, a: Any) -> Any:
+    """Running maximum along axis 1 (Hillis-Steele doubling; portable to CuPy)."""
+    out = a
+    step = 1
+    while step < a.shape[1]:
+        shifted = xp.concatenate(
+            [xp.full((a.shape[0], step), -1, dtype=a.dtype), out[:, :-step]], axis=1
+        )
+        out = xp.maximum(out, shifted)
+        step *= 2
+    return out
 
 
 class _Window:
@@ -572,8 +590,8 @@ class _Window:
         reset = reset | reset_at[:, :P]
         if v6:
             reset = reset | (pin & sp)
-        last_reset = xp.maximum.accumulate(xp.where(reset, idx, -1), axis=1)
-        last_iso = xp.maximum.accumulate(xp.where(iso_head, idx, -1), axis=1)
+        last_reset = _running_max(xp, xp.where(reset, idx, -1))
+        last_iso = _running_max(xp, xp.where(iso_head, idx, -1))
         last_iso_before = xp.concatenate(
             [xp.full((z_n, 1), -1, dtype=last_iso.dtype), last_iso[:, :-1]], axis=1
         )
