@@ -49,6 +49,16 @@ def _zones(nr_zones: int, nr_pages: int, seed: int) -> ZoneState:
     return make_zone_state(np, params, 65536, 10)
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _reference_repo_path() -> None:
     """tests/ is not installed; the benchmark runs from a checkout."""
     root = Path(__file__).resolve().parent.parent
@@ -179,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "python": platform.python_version(),
             "numpy": np.__version__,
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": _cpu_model(),
             "cores": os.cpu_count(),
         },
         "note": (

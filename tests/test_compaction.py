@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from kernels.buddy import buddyinfo
 from kernels.compaction import CompactCounters, CompactParams, compact_node, compaction_cost
 from kernels.fragment import FragmentParams, fragment
 from kernels.rng import zone_seed
@@ -26,6 +28,8 @@ from tests.reference.compaction import compact_zone
 from tests.zonegen import LAYOUTS, random_batch
 
 P = PAGEBLOCK_NR_PAGES
+# COMPACTION_SWEEP_TEST_SCALE=10 runs ten times as many random zones.
+SCALE = int(os.environ.get("COMPACTION_SWEEP_TEST_SCALE", "1"))
 PROFILES = (KernelProfile.V4_12, KernelProfile.V6_19)
 
 
@@ -59,7 +63,7 @@ batches = st.tuples(
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 @given(batch=batches, pinned_policy=st.integers(0, 63))
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_batched_equals_reference(profile, batch, pinned_policy):
     """Integer state and every counter, bit for bit, on random zones (both policies)."""
     seed, nr_zones, nr_blocks, layout = batch
@@ -107,7 +111,7 @@ fragmenter_cases = st.one_of(
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 @given(case=fragmenter_cases, seed=st.integers(0, 2**32 - 1), nr_blocks=st.integers(2, 16))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_batched_equals_reference_on_fragmenter_zones(profile, case, seed, nr_blocks):
     """The project's own zone initialisers (folios included), against the reference."""
     case = dict(case)
@@ -123,7 +127,7 @@ def test_batched_equals_reference_on_fragmenter_zones(profile, case, seed, nr_bl
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 @given(seed=st.integers(0, 2**32 - 1), nr_blocks=st.integers(24, 64))
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15 * SCALE, deadline=None)
 def test_batched_equals_reference_larger_zones(profile, seed, nr_blocks):
     s, mt = random_batch(seed, 2, nr_blocks)
     _assert_matches_reference(s, mt, profile, np.array([True, False]))
@@ -131,7 +135,7 @@ def test_batched_equals_reference_larger_zones(profile, seed, nr_blocks):
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 @given(seed=st.integers(0, 2**32 - 1), nr_blocks=st.integers(1, 16))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40 * SCALE, deadline=None)
 def test_batch_invariance(profile, seed, nr_blocks):
     """A zone's result does not depend on its neighbours in the batch."""
     s, mt = random_batch(seed, 5, nr_blocks)
@@ -147,7 +151,7 @@ def test_batch_invariance(profile, seed, nr_blocks):
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 @given(seed=st.integers(0, 2**32 - 1), nr_blocks=st.integers(1, 24))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60 * SCALE, deadline=None)
 def test_conservation(profile, seed, nr_blocks):
     """Page kinds are conserved, folios survive unless split, counters are consistent."""
     s, mt = random_batch(seed, 4, nr_blocks)
@@ -160,6 +164,12 @@ def test_conservation(profile, seed, nr_blocks):
             assert np.count_nonzero((s[z] & 7) == kind) == np.count_nonzero(
                 (after[z] & 7) == kind
             ), kind
+        # free pages == pages in buddy free blocks, before and after
+        for pages, counts in (
+            (s[z], buddyinfo(s[z : z + 1])[0]),
+            (after[z], buddyinfo(after[z : z + 1])[0]),
+        ):
+            assert np.count_nonzero(pages == FREE) == int((counts << np.arange(11)).sum())
         heads_before = np.count_nonzero((s[z] > MOVABLE) & (s[z] < 0x80))
         heads_after = np.count_nonzero((after[z] > MOVABLE) & (after[z] < 0x80))
         assert heads_after == heads_before - c.migrate_folio_split[z]
@@ -173,7 +183,7 @@ def test_conservation(profile, seed, nr_blocks):
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 @given(seed=st.integers(0, 2**32 - 1), nr_blocks=st.integers(2, 32))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40 * SCALE, deadline=None)
 def test_only_free_and_movable_packs_the_zone(profile, seed, nr_blocks):
     """kernel-model.md 11.6: with only FREE/MOVABLE base pages in MOVABLE pageblocks,
     every pageblock below the scanners' meeting point ends entirely free and every one
