@@ -696,3 +696,59 @@ def make_zone_state(
         wmark_low=wlow,
         wmark_high=whigh,
     )
+
+
+# --------------------------------------------------------------------------------------
+# Pins on top of a given zone (snapshots of real machines)
+
+_STREAM_PINS = 4  # rng stream of inject_pins; the layouts above use 1-3 and 16+
+
+
+def inject_pins(
+    xp: ModuleType,
+    page_state: Array,
+    pageblock_migratetype: Array,
+    seeds: Any,
+    pinned_fraction: Any,
+) -> Array:
+    """Pin a seeded random share of the movable base pages in MOVABLE pageblocks.
+
+    GUP/RDMA pins cannot be seen in /proc (kernel-model.md 9.6), so a zone read from a
+    real machine gets them from the workload. In zone ``z`` exactly
+    ``floor(pinned_fraction[z] * m[z] + 0.5)`` of its ``m[z]`` eligible pages turn
+    PINNED: base MOVABLE pages (code 1; large-folio pages are never pinned here) in
+    pageblocks of type MOVABLE. The chosen pages are the eligible ones with the smallest
+    keys of stream ``_STREAM_PINS`` of ``seeds[z]`` (:mod:`kernels.rng`), so a zone's
+    pins depend only on its own seed, page states and block types, on both backends.
+
+    ``page_state`` (Z, N) uint8, ``pageblock_migratetype`` (Z, N / 512) int8, ``seeds``
+    (Z,) uint64, ``pinned_fraction`` scalar or (Z,) in [0, 1]. Returns a new array.
+    """
+    nr_zones, nr_pages = page_state.shape
+    fraction = np.broadcast_to(to_numpy(pinned_fraction).astype(np.float64), (nr_zones,))
+    if not ((fraction >= 0.0) & (fraction <= 1.0)).all():
+        raise ValueError(f"pinned_fraction must be in [0, 1], got {fraction.tolist()}")
+    movable_block = _per_page(pageblock_migratetype == int(MigrateType.MOVABLE))
+    eligible = (page_state == MOVABLE) & movable_block
+    del movable_block
+    nr_eligible = to_numpy(eligible.sum(axis=1, dtype=xp.int64))
+    nr_pins = _round_count(fraction, nr_eligible)
+    out = page_state.copy()
+    if not nr_pins.any():
+        return out
+    scratch = xp.empty((nr_zones, nr_pages), dtype=xp.uint64)
+    words = rng.random_words(
+        xp,
+        xp.asarray(to_numpy(seeds).astype(np.uint64).reshape(nr_zones)),
+        _STREAM_PINS,
+        nr_pages,
+        group=~eligible,
+        group_bits=1,
+        scratch=scratch,
+    )
+    run = rng.runs_from_words(
+        words, np.stack([nr_pins, nr_pages - nr_pins], axis=1), scratch=scratch
+    )
+    del words, scratch
+    out[run == 0] = PINNED  # the first nr_pins pages in key order are all eligible
+    return out

@@ -22,20 +22,28 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from kernels.backend import BackendError, get_xp
+from kernels.buddy import format_buddyinfo as format_line
 from sweep.config import (
     CONF_DIR,
     CONFIG_NAME,
     ConfigError,
+    SweepConfig,
     compose_config,
     register_configs,
     sweep_cells,
     to_config,
     validate,
 )
-from sweep.expand import check_feasible, effective_min_free_kbytes
+from sweep.expand import check_feasible, effective_min_free_kbytes, is_snapshot_workload
 from sweep.memory import keep_freed_memory
-from sweep.results import build_dataset, format_buddyinfo, format_counters, write_netcdf
-from sweep.runner import run_compact_node
+from sweep.results import (
+    build_dataset,
+    build_zone_dataset,
+    format_buddyinfo,
+    format_counters,
+    write_netcdf,
+)
+from sweep.runner import run_compact_node, run_snapshot
 from sweep.version import code_version
 
 log = logging.getLogger(__name__)
@@ -85,7 +93,7 @@ def select_backend(backend: str) -> ModuleType:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> str:
-    """Hydra task: one ``compact_node`` run in the Hydra run directory."""
+    """Hydra task: one run (``compact_node`` or ``snapshot``) in the Hydra run directory."""
     return str(run_job(cfg, Path(HydraConfig.get().runtime.output_dir)))
 
 
@@ -95,6 +103,8 @@ def run_job(cfg: DictConfig, output_dir: Path) -> Path:
     validate(config)
     check_feasible(config)
     xp = select_backend(config.backend)
+    if is_snapshot_workload(config):
+        return run_snapshot_job(cfg, config, xp, output_dir)
     result = run_compact_node(config, xp)
 
     zone = f"zone {config.zone.name}, {config.zone.nr_pages:,} pages"
@@ -105,10 +115,21 @@ def run_job(cfg: DictConfig, output_dir: Path) -> Path:
     print(f"# compaction counters over {result.nr_zones} replicates (/proc/vmstat names)")
     print("\n".join(format_counters(result)))
 
+    attrs = common_attrs(cfg, config, xp)
+    attrs["title"] = f"compaction-sweep: {config.workload.name} of {config.zone.name} zones"
+    attrs["min_free_kbytes"] = effective_min_free_kbytes(config)
+    path = write_netcdf(build_dataset(result, attrs), output_dir / RESULT_FILE)
+    log.info("wrote %s", path)
+    print(f"# result: {path}")
+    return path
+
+
+def common_attrs(cfg: DictConfig, config: SweepConfig, xp: ModuleType) -> dict[str, object]:
+    """Global attributes of result.nc shared by every workload."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    attrs = {
-        "title": f"compaction-sweep: {config.workload.name} of {config.zone.name} zones",
+    return {
+        "title": f"compaction-sweep: {config.workload.name}",
         "source": f"compaction-sweep {code_version()} (batched compaction simulator)",
         "history": f"{now} python -m sweep {' '.join(overrides)}".rstrip(),
         "Conventions": "CF-1.11",
@@ -116,11 +137,88 @@ def run_job(cfg: DictConfig, output_dir: Path) -> Path:
         "kernel_profile": config.kernel.profile,
         "workload": config.workload.name,
         "skip_pinned": config.policy.skip_pinned,
-        "min_free_kbytes": effective_min_free_kbytes(config),
         "backend": xp.__name__,
         "config": OmegaConf.to_yaml(cfg, resolve=True),
     }
-    path = write_netcdf(build_dataset(result, attrs), output_dir / RESULT_FILE)
+
+
+def run_snapshot_job(
+    cfg: DictConfig, config: SweepConfig, xp: ModuleType, output_dir: Path
+) -> Path:
+    """``workload=snapshot``: compact the snapshot's zones; print per zone; write result.nc."""
+    snapshot, zone_results = run_snapshot(config, xp)
+    nr_rep = config.replicates
+    source = (
+        "page states from /proc/kpageflags"
+        if snapshot.source == "kpageflags"
+        else "page states SYNTHESISED (no root when it was saved: the layout inside the "
+        "pageblocks is made up; python -m sweep.snapshot show FILE has the notes)"
+    )
+    print(
+        f"# snapshot {config.workload.path}: {snapshot.hostname}, Linux "
+        f"{snapshot.kernel_release}, taken {snapshot.created}, {source}"
+    )
+    print(
+        "# zone sizes and watermarks are the snapshot's (the zone group is not used); "
+        f"pinned_fraction={config.workload.pinned_fraction:g}"
+        + (
+            "; no pins injected, so all replicates are identical"
+            if config.workload.pinned_fraction == 0
+            else ""
+        )
+    )
+    for zr in zone_results:
+        zone, result = zr.params.zone, zr.result
+        pages = int(result.page_counts[0, 0].sum())
+        print(
+            f"# zone {zr.label}: {pages:,} pages simulated (spanned {zone.spanned:,}, managed "
+            f"{zone.managed:,}), watermarks min/low/high {zone.wmark_min:,}/{zone.wmark_low:,}/"
+            f"{zone.wmark_high:,}"
+        )
+        print("# /proc/buddyinfo when the snapshot was taken (read from /proc)")
+        print(format_line(zone.buddyinfo, zone.node, zone.name).rstrip("\n"))
+        print("# /proc/buddyinfo before compaction (the snapshot's page states)")
+        print(format_line(result.buddyinfo[0, 0], zone.node, zone.name).rstrip("\n"))
+        after = result.buddyinfo[:, 1]
+        if (after == after[0]).all():
+            print(f"# /proc/buddyinfo after compaction (the same in all {nr_rep} replicates)")
+            print(format_line(after[0], zone.node, zone.name).rstrip("\n"))
+        else:
+            shown = min(nr_rep, 8)
+            print(
+                f"# /proc/buddyinfo after compaction (one line per replicate, r = 0..{shown - 1}"
+                + (f" of {nr_rep}" if shown < nr_rep else "")
+                + ")"
+            )
+            for r in range(shown):
+                print(format_line(after[r], zone.node, zone.name).rstrip("\n"))
+        print(f"# compaction counters of zone {zr.label} over {nr_rep} replicates")
+        print("\n".join(format_counters(result)))
+
+    attrs = common_attrs(cfg, config, xp)
+    attrs.update(
+        title=f"compaction-sweep: snapshot of {snapshot.hostname}, zones "
+        + ", ".join(zr.label for zr in zone_results),
+        snapshot_path=str(Path(config.workload.path).expanduser().resolve()),
+        snapshot_source=snapshot.source,
+        snapshot_hostname=snapshot.hostname,
+        snapshot_kernel_release=snapshot.kernel_release,
+        snapshot_created=snapshot.created,
+        pinned_fraction=float(config.workload.pinned_fraction),
+    )
+    zone_values = {
+        zr.label: {
+            "zone_pages": int(zr.result.page_counts[0, 0].sum()),
+            "zone_start_pfn": zr.params.zone.start_pfn,
+            "zone_managed": zr.params.zone.managed,
+            "wmark_min": zr.params.zone.wmark_min,
+            "wmark_low": zr.params.zone.wmark_low,
+            "wmark_high": zr.params.zone.wmark_high,
+        }
+        for zr in zone_results
+    }
+    ds = build_zone_dataset({zr.label: zr.result for zr in zone_results}, zone_values, attrs)
+    path = write_netcdf(ds, output_dir / RESULT_FILE)
     log.info("wrote %s", path)
     print(f"# result: {path}")
     return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,11 +123,25 @@ class CompactNodeConfig(WorkloadConfig):
 
 
 @dataclass
+class SnapshotWorkloadConfig(WorkloadConfig):
+    """Whole-zone compaction of zones read from a snapshot of a real machine.
+
+    ``python -m sweep.snapshot save`` writes the file. Zone sizes and watermarks come
+    from the snapshot, so the ``zone`` group is not used (setting it is an error).
+    """
+
+    path: str = MISSING  # snapshot file (.npz) written by `python -m sweep.snapshot save`
+    zone: str = "all"  # "all", a zone name ("Normal", "DMA32") or "N:Name" for node N
+    pinned_fraction: float = 0.0  # share of movable base pages in MOVABLE blocks pinned
+
+
+@dataclass
 class SweepConfig:
     zone: ZoneConfig = MISSING
     kernel: KernelConfig = MISSING
     policy: PolicyConfig = MISSING
-    workload: CompactNodeConfig = MISSING
+    # CompactNodeConfig or SnapshotWorkloadConfig, chosen by the workload group option.
+    workload: WorkloadConfig = MISSING
     order: int = -1  # compaction order; -1 = whole zone (compact_memory)
     replicates: int = 4  # zones per cell, each from its own seed; the Z axis
     seed: int = 0  # base seed; replicate r uses kernels.rng.zone_seed(seed, r)
@@ -142,6 +157,7 @@ def register_configs() -> None:
     cs.store(group="kernel", name="base_kernel", node=KernelConfig)
     cs.store(group="policy", name="base_policy", node=PolicyConfig)
     cs.store(group="workload", name="base_compact_node", node=CompactNodeConfig)
+    cs.store(group="workload", name="base_snapshot", node=SnapshotWorkloadConfig)
 
 
 def to_config(cfg: DictConfig) -> SweepConfig:
@@ -170,7 +186,10 @@ def _extra_keys(obj: object, prefix: str = "") -> list[str]:
 
 
 def _suggest(key: str) -> str:
-    hint = difflib.get_close_matches(key, _known_keys(), n=1, cutoff=0.8)
+    known = _known_keys()
+    if key in known:  # e.g. workload.layout with workload=snapshot
+        return " here (it belongs to another workload option)"
+    hint = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
     return f" (did you mean {hint[0]}?)" if hint else ""
 
 
@@ -220,6 +239,56 @@ def validate(cfg: SweepConfig) -> None:
     )
 
     wl = cfg.workload
+    if isinstance(wl, SnapshotWorkloadConfig):
+        _validate_snapshot_workload(wl)
+    else:
+        _validate_compact_node(wl)
+
+    _check_range("order", cfg.order, -1, MAX_PAGE_ORDER)
+    if cfg.order != -1:
+        raise ConfigError(
+            "order",
+            f"={cfg.order} cannot be used with workload={wl.name}: it compacts the whole "
+            "zone (order -1, as /proc/sys/vm/compact_memory); leave order=-1",
+        )
+    if cfg.replicates < 1:
+        raise ConfigError("replicates", f"={cfg.replicates} must be >= 1")
+    _check_range("seed", cfg.seed, 0, 2**64 - 1)
+    if cfg.backend not in BACKENDS:
+        raise ConfigError("backend", f"={cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+
+
+_ZONE_SELECTOR = re.compile(r"(?:(\d+):)?([A-Za-z][A-Za-z0-9_]*)")
+
+
+def parse_zone_selector(selector: str) -> tuple[int | None, str] | None:
+    """``workload.zone`` as ``(node or None, zone name)``; None for ``all``.
+
+    Raises :class:`ConfigError` for anything that is not ``all``, ``Name`` or ``N:Name``.
+    """
+    if selector == "all":
+        return None
+    match = _ZONE_SELECTOR.fullmatch(selector)
+    if match is None:
+        raise ConfigError(
+            "workload.zone",
+            f"={selector!r} is not 'all', a zone name (Normal, DMA32, ...) or 'N:Name' "
+            "(zone Name of node N)",
+        )
+    node = None if match.group(1) is None else int(match.group(1))
+    return node, match.group(2)
+
+
+def _validate_snapshot_workload(wl: SnapshotWorkloadConfig) -> None:
+    """Values of ``workload=snapshot``; the file itself is checked in sweep.expand."""
+    if not str(wl.path).strip():
+        raise ConfigError("workload.path", "='' is empty: give the snapshot file to simulate")
+    parse_zone_selector(str(wl.zone))
+    _check_range("workload.pinned_fraction", wl.pinned_fraction, 0, 1)
+
+
+def _validate_compact_node(wl: CompactNodeConfig) -> None:
+    """Values of ``workload=compact_node``."""
     if wl.layout not in LAYOUTS:
         raise ConfigError("workload.layout", f"={wl.layout!r} is not one of {', '.join(LAYOUTS)}")
     for key in FRACTION_KEYS:
@@ -254,31 +323,19 @@ def validate(cfg: SweepConfig) -> None:
             "(punching holes splits large folios)",
         )
 
-    _check_range("order", cfg.order, -1, MAX_PAGE_ORDER)
-    if wl.name == "compact_node" and cfg.order != -1:
-        raise ConfigError(
-            "order",
-            f"={cfg.order} cannot be used with workload=compact_node: it compacts the whole "
-            "zone (order -1, as /proc/sys/vm/compact_memory); leave order=-1",
-        )
-    if cfg.replicates < 1:
-        raise ConfigError("replicates", f"={cfg.replicates} must be >= 1")
-    _check_range("seed", cfg.seed, 0, 2**64 - 1)
-    if cfg.backend not in BACKENDS:
-        raise ConfigError("backend", f"={cfg.backend!r} is not one of {', '.join(BACKENDS)}")
-
 
 def _known_keys() -> list[str]:
     schema = {
-        "zone": ZoneConfig,
-        "kernel": KernelConfig,
-        "policy": PolicyConfig,
-        "workload": CompactNodeConfig,
+        "zone": [ZoneConfig],
+        "kernel": [KernelConfig],
+        "policy": [PolicyConfig],
+        "workload": [CompactNodeConfig, SnapshotWorkloadConfig],
     }
     keys = [f.name for f in dataclasses.fields(SweepConfig)]
-    for group, cls in schema.items():
-        keys += [f"{group}.{f.name}" for f in dataclasses.fields(cls)]
-    return keys
+    for group, classes in schema.items():
+        for cls in classes:
+            keys += [f"{group}.{f.name}" for f in dataclasses.fields(cls)]
+    return sorted(set(keys))
 
 
 def omegaconf_error(exc: BaseException) -> ConfigError:
@@ -329,7 +386,31 @@ def compose_config(overrides: Sequence[str], config_name: str = CONFIG_NAME) -> 
         raise composition_error(exc) from exc
     config = to_config(cfg)
     validate(config)
+    if isinstance(config.workload, SnapshotWorkloadConfig):
+        reject_zone_overrides(overrides)
     return config
+
+
+def reject_zone_overrides(overrides: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` if ``overrides`` set the ``zone`` group or a ``zone.*`` key.
+
+    With ``workload=snapshot`` the zones, their sizes and their watermarks come from the
+    snapshot file, so a zone preset or key would be silently ignored: refuse it instead.
+    """
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise composition_error(exc) from exc
+    for override in parsed:
+        key = override.key_or_group
+        if key == "zone" or key.startswith("zone."):
+            value = override.get_value_element_as_str() if override.value() is not None else ""
+            raise ConfigError(
+                key,
+                f"{'=' + value if value else ''} cannot be used with workload=snapshot: the "
+                "zones, their sizes and watermarks come from the snapshot file (choose zones "
+                "with workload.zone)",
+            )
 
 
 def sweep_cells(overrides: Sequence[str]) -> list[list[str]]:

@@ -181,6 +181,53 @@ def build_dataset(result: CompactNodeResult, attrs: Mapping[str, Any]) -> xr.Dat
     return xr.Dataset(data_vars=data_vars, coords=coords, attrs=netcdf_attrs(attrs))
 
 
+ZONE_VARIABLE_ATTRS: dict[str, dict[str, str]] = {
+    "zone_pages": {
+        "units": "pages",
+        "long_name": "pages in the simulated zone array: the zone's span rounded out to whole "
+        "pageblocks, holes included as unmovable pages (snapshot zone)",
+    },
+    "zone_start_pfn": {"units": "1", "long_name": "first PFN of the zone (/proc/zoneinfo)"},
+    "zone_managed": {"units": "pages", "long_name": "managed pages (/proc/zoneinfo managed)"},
+    "wmark_min": {"units": "pages", "long_name": "min watermark (/proc/zoneinfo min)"},
+    "wmark_low": {"units": "pages", "long_name": "low watermark (/proc/zoneinfo low)"},
+    "wmark_high": {"units": "pages", "long_name": "high watermark (/proc/zoneinfo high)"},
+}
+
+
+def build_zone_dataset(
+    results: Mapping[str, CompactNodeResult],
+    zone_values: Mapping[str, Mapping[str, int]],
+    attrs: Mapping[str, Any],
+) -> xr.Dataset:
+    """:func:`build_dataset` of each zone's result, labelled by zone.
+
+    ``results`` and ``zone_values`` (per zone, ``ZONE_VARIABLE_ATTRS`` name -> value) are
+    keyed by zone label (``"0:Normal"``). Several zones are joined along a ``zone``
+    dimension; a single zone gets a scalar ``zone`` coordinate.
+    """
+    zone_coord_attrs = {"long_name": "zone of the snapshot (node:name)"}
+    parts = []
+    for label, result in results.items():
+        ds = build_dataset(result, attrs)
+        for name, value in zone_values[label].items():
+            ds[name] = ((), np.int64(value), ZONE_VARIABLE_ATTRS[name])
+        parts.append(ds.assign_coords(zone=((), label, zone_coord_attrs)))
+    if len(parts) == 1:
+        return parts[0]
+    ds = xr.concat(
+        parts,
+        dim="zone",
+        data_vars="all",
+        coords="different",
+        compat="equals",
+        join="exact",
+        combine_attrs="override",
+    )
+    ds["zone"].attrs.update(zone_coord_attrs)
+    return ds
+
+
 def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Make attribute values netCDF-safe: bool -> 0/1, None dropped, others kept."""
     out: dict[str, Any] = {}

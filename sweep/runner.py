@@ -2,7 +2,9 @@
 
 ``run_compact_node`` is the ``compact_node`` workload: every replicate zone is built by
 the fragmenter and then compacted as a whole (``echo 1 > /proc/sys/vm/compact_memory``,
-order -1). It returns NumPy arrays only (:class:`sweep.results.CompactNodeResult`).
+order -1). ``run_snapshot`` is the ``snapshot`` workload: the replicates are copies of a
+zone read from a real machine (one batch per zone, as zones differ in size), with pins
+injected. Both return NumPy arrays only (:class:`sweep.results.CompactNodeResult`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from kernels.zone import (
     page_kind,
 )
 from sweep.config import SweepConfig
-from sweep.expand import compact_node_params
+from sweep.expand import (
+    SnapshotZoneParams,
+    compact_node_params,
+    snapshot_params,
+    snapshot_zone_state,
+)
 from sweep.results import CompactNodeResult
 
 log = logging.getLogger(__name__)
@@ -137,6 +144,18 @@ def run_compact_node(cfg: SweepConfig, xp: Any) -> CompactNodeResult:
     timings["init"] = time.perf_counter() - t0
     log.info("initialised and measured in %.2f s", timings["init"])
 
+    return compact_and_measure(cfg, state, params.compact, before, timings)
+
+
+def compact_and_measure(
+    cfg: SweepConfig,
+    state: ZoneState,
+    compact_params: compaction.CompactParams,
+    before: Snapshot,
+    timings: dict[str, float],
+) -> CompactNodeResult:
+    """Compact every zone of ``state`` as a whole, measure, check the invariants."""
+    nr_zones, nr_pages = state.nr_zones, state.nr_pages
     log.info(
         "compacting %d zone%s (kernel %s, skip_pinned=%s)",
         nr_zones,
@@ -145,7 +164,7 @@ def run_compact_node(cfg: SweepConfig, xp: Any) -> CompactNodeResult:
         cfg.policy.skip_pinned,
     )
     t0 = time.perf_counter()
-    state, counters = compaction.compact_node(state, params.compact)
+    state, counters = compaction.compact_node(state, compact_params)
     counter_arrays = {
         f.name: to_numpy(getattr(counters, f.name)).astype(np.int64)
         for f in dataclasses.fields(counters)
@@ -180,3 +199,62 @@ def run_compact_node(cfg: SweepConfig, xp: Any) -> CompactNodeResult:
         page_counts=_stack(before.page_counts, after.page_counts),
         timings=timings,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotZoneResult:
+    """The result of one snapshot zone: its params and its replicates' measurements."""
+
+    params: SnapshotZoneParams
+    result: CompactNodeResult
+
+    @property
+    def label(self) -> str:
+        return self.params.label
+
+
+def run_snapshot(cfg: SweepConfig, xp: Any) -> tuple[Any, list[SnapshotZoneResult]]:
+    """Compact each chosen zone of the snapshot, ``cfg.replicates`` copies at a time.
+
+    Returns the snapshot and one :class:`SnapshotZoneResult` per zone, in snapshot order.
+    """
+    snapshot, zone_params = snapshot_params(cfg, xp)
+    log.info(
+        "snapshot %s: %s, Linux %s, taken %s (source %s); %d zone%s chosen (%s)",
+        cfg.workload.path,
+        snapshot.hostname,
+        snapshot.kernel_release,
+        snapshot.created,
+        snapshot.source,
+        len(zone_params),
+        "" if len(zone_params) == 1 else "s",
+        ", ".join(p.label for p in zone_params),
+    )
+    if cfg.workload.pinned_fraction == 0:
+        log.info(
+            "workload.pinned_fraction=0: no pins are injected, so all %d replicates of a "
+            "zone are identical (replicates differ only in their injected pins)",
+            cfg.replicates,
+        )
+    results = []
+    for params in zone_params:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        state = snapshot_zone_state(xp, params)
+        before = take_snapshot(state)
+        timings["init"] = time.perf_counter() - t0
+        log.info(
+            "zone %s: %d cop%s of %s pages on %s, pinned_fraction=%g (%s pages pinned in "
+            "replicate 0), initialised and measured in %.2f s",
+            params.label,
+            params.nr_zones,
+            "y" if params.nr_zones == 1 else "ies",
+            f"{state.nr_pages:,}",
+            xp.__name__,
+            params.pinned_fraction,
+            f"{int(before.page_counts[0, PINNED]):,}",
+            timings["init"],
+        )
+        result = compact_and_measure(cfg, state, params.compact, before, timings)
+        results.append(SnapshotZoneResult(params=params, result=result))
+    return snapshot, results

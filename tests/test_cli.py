@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +14,10 @@ from kernels.backend import gpu_available
 from kernels.compaction import CompactCounters
 from sweep.config import compose_config
 from sweep.runner import InvariantError, check_invariants, run_compact_node, take_snapshot
+from tests.clirun import run_sweep
 
 BUDDYINFO_LINE = re.compile(r"^Node +\d+, zone +Normal( +\d+){11} ?$")
 COUNTERS = [f.name for f in dataclasses.fields(CompactCounters)]
-
-
-def run_sweep(cwd: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def buddyinfo_blocks(stdout: str) -> list[list[str]]:

@@ -41,13 +41,17 @@ def test_config_groups_have_the_documented_options() -> None:
     assert group_options("zone") == sorted(ZONE_PAGES)
     assert group_options("kernel") == ["v4_12", "v6_19"]
     assert group_options("policy") == ["default", "isolate_pinned"]
-    assert group_options("workload") == ["compact_node"]
+    assert group_options("workload") == ["compact_node", "snapshot"]
 
 
 @pytest.mark.parametrize(
     "override", [f"{group}={option}" for group in GROUPS for option in group_options(group)]
 )
 def test_every_group_option_composes_and_validates(override: str) -> None:
+    if override == "workload=snapshot":  # needs a snapshot file: tests/test_snapshot_workload.py
+        with pytest.raises(ConfigError, match="workload.path is missing"):
+            compose_config([override])
+        return
     config = compose_config([override])
     assert isinstance(config, SweepConfig)
     group, option = override.split("=")
