@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from kernels.backend import array_namespace
 from kernels.bits import (
     lowest_bit,
     popcount,
@@ -206,8 +207,6 @@ def compact_node(state: ZoneState, params: CompactParams) -> tuple[ZoneState, Co
     Mirrors compact_zone() (order -1, MIGRATE_SYNC, whole_zone, ignore_skip_hint),
     mm/compaction.c. Returns the new state (watermarks unchanged) and the counters.
     """
-    from kernels.backend import array_namespace
-
     s = state.page_state
     xp = array_namespace(s)
     v6 = params.profile == KernelProfile.V6_19
