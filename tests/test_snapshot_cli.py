@@ -180,6 +180,12 @@ def test_run_validation_on_a_fake_proc(tmp_path: Path) -> None:
     assert report.zones[1].pcp_a == 12 and report.zones[1].hole_pages > 0
     text = "\n".join(val.format_report(report))
     assert "# conservation checks: hold in every zone" in text
+    # free pages per migratetype: /proc/pagetypeinfo beside the inferred block types
+    for z in report.zones:
+        assert z.free_by_type_real is not None
+        assert sum(z.free_by_type_model.values()) == z.free_pages(z.model_a)
+        assert sum(z.free_by_type_real.values()) == z.free_pages(z.proc_a)
+    assert "free pages per migratetype at A" in text
 
 
 def test_preconditions_name_what_is_missing(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from kernels import buddy
 from kernels.compaction import CompactParams, compact_node
 from kernels.zone import (
     FREE,
+    MIGRATETYPE_NAMES,
     MOVABLE,
     NR_PAGE_ORDERS,
     PAGE_KIND_NAMES,
@@ -87,6 +88,10 @@ class ZoneComparison:
     pcp_a: int | None  # pages on per-cpu lists at A (/proc/zoneinfo), None if unknown
     pcp_b: int | None
     counters: Mapping[str, int]  # simulated counters of this zone
+    # free pages per pageblock migratetype at A: the model's (inferred block types) and
+    # /proc/pagetypeinfo's (None when it was not read)
+    free_by_type_model: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    free_by_type_real: Mapping[str, int] | None = None
 
     @staticmethod
     def free_pages(counts: np.ndarray) -> int:
@@ -283,6 +288,7 @@ def compare_zone(
     sim: SimulatedZone,
     pcp_a: int | None = None,
     pcp_b: int | None = None,
+    free_by_type_real: Mapping[str, int] | None = None,
 ) -> ZoneComparison:
     """Compare one zone of snapshots A and B with its simulation."""
     hole = sim.hole
@@ -330,7 +336,35 @@ def compare_zone(
         pcp_a=pcp_a,
         pcp_b=pcp_b,
         counters=dict(sim.counters),
+        free_by_type_model=_free_by_type(sim.before, zone_a),
+        free_by_type_real=free_by_type_real,
     )
+
+
+def _free_by_type(page_state: np.ndarray, zone: ZoneSnapshot) -> dict[str, int]:
+    """Free pages per pageblock migratetype of a zone's page states (inferred types)."""
+    _state, mt, _hole, _ = zone_arrays(zone)
+    per_type = buddy.pagetypeinfo(page_state[None], mt[None])[0]  # (types, orders)
+    pages = (per_type << np.arange(per_type.shape[1])).sum(axis=1)
+    return {name: int(pages[i]) for i, name in enumerate(MIGRATETYPE_NAMES)}
+
+
+def _real_free_by_type(snapshot: Snapshot) -> dict[str, dict[str, int]]:
+    """Free pages per migratetype list from the raw /proc/pagetypeinfo of a snapshot."""
+    text = snapshot.raw.get("pagetypeinfo")
+    if not text:
+        return {}
+    try:
+        info = procfs.parse_pagetypeinfo(text)
+    except SnapshotError:
+        return {}
+    orders = np.arange(NR_PAGE_ORDERS)
+    return {
+        f"{node}:{zone}": {
+            t: int((np.asarray(c)[:NR_PAGE_ORDERS] << orders).sum()) for t, c in types.items()
+        }
+        for (node, zone), types in info.free.items()
+    }
 
 
 def _delta(after: Mapping[str, int], before: Mapping[str, int], names: Sequence[str]) -> dict:
@@ -359,6 +393,7 @@ def compare(
     v0, v1, v2, v3 = vmstat
     zones_b = {zone_label(z): z for z in snapshot_b.zones}
     pcp_a, pcp_b = pcp_a or {}, pcp_b or {}
+    real_by_type = _real_free_by_type(snapshot_a)
     zones = tuple(
         compare_zone(
             zone,
@@ -366,6 +401,7 @@ def compare(
             sims[zone_label(zone)],
             pcp_a.get(zone_label(zone)),
             pcp_b.get(zone_label(zone)),
+            real_by_type.get(zone_label(zone)),
         )
         for zone in snapshot_a.zones
     )
@@ -562,6 +598,17 @@ def format_zone(z: ZoneComparison) -> list[str]:
         f"{int(z.kinds_sim[[UNMOVABLE, RECLAIMABLE]].sum()):,} after; movable "
         f"{int(z.kinds_a[MOVABLE]):,}, pinned {int(z.kinds_a[PINNED]):,}"
     )
+    if z.free_by_type_real is not None:
+        # Per-pageblock types are not in /proc: the model's are inferred. Only free pages
+        # in MOVABLE pageblocks are migration targets, so this is where inference errors show.
+        pairs = [
+            f"{t} {z.free_by_type_real.get(t, 0):,} vs {z.free_by_type_model.get(t, 0):,}"
+            for t in ("Unmovable", "Movable", "Reclaimable")
+        ]
+        out.append(
+            f"# zone {z.label}: free pages per migratetype at A, /proc/pagetypeinfo vs the "
+            "model's inferred pageblock types (targets come only from Movable): " + "; ".join(pairs)
+        )
     return out
 
 
