@@ -35,6 +35,7 @@ from sweep.config import (
     validate,
 )
 from sweep.expand import check_feasible, effective_min_free_kbytes, is_snapshot_workload
+from sweep.launcher import snapshot_unsupported
 from sweep.memory import keep_freed_memory
 from sweep.results import (
     build_dataset,
@@ -44,7 +45,7 @@ from sweep.results import (
     write_netcdf,
 )
 from sweep.runner import run_compact_node, run_snapshot
-from sweep.version import code_version
+from sweep.version import cell_hash, code_version
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,13 @@ def check_argv(argv: Sequence[str]) -> None:
         o.replace(" ", "") == "hydra.mode=MULTIRUN" for o in args.overrides
     )
     cells = sweep_cells(args.overrides) if multirun else [list(args.overrides)]
+    ray_launcher = multirun and any(
+        o.replace(" ", "") == "hydra/launcher=ray" for o in args.overrides
+    )
     for cell in cells:
         config = compose_config(cell, config_name=config_name)
+        if ray_launcher and is_snapshot_workload(config):
+            raise snapshot_unsupported()
         check_feasible(config)
         select_backend(config.backend)
 
@@ -115,19 +121,30 @@ def run_job(cfg: DictConfig, output_dir: Path) -> Path:
     print(f"# compaction counters over {result.nr_zones} replicates (/proc/vmstat names)")
     print("\n".join(format_counters(result)))
 
-    attrs = common_attrs(cfg, config, xp)
-    attrs["title"] = f"compaction-sweep: {config.workload.name} of {config.zone.name} zones"
-    attrs["min_free_kbytes"] = effective_min_free_kbytes(config)
+    attrs = compact_node_attrs(cfg, config, xp.__name__)
     path = write_netcdf(build_dataset(result, attrs), output_dir / RESULT_FILE)
     log.info("wrote %s", path)
     print(f"# result: {path}")
     return path
 
 
-def common_attrs(cfg: DictConfig, config: SweepConfig, xp: ModuleType) -> dict[str, object]:
-    """Global attributes of result.nc shared by every workload."""
+def compact_node_attrs(cfg: DictConfig, config: SweepConfig, backend: str) -> dict[str, object]:
+    """Global attributes of a ``compact_node`` result.nc (``backend``: the array module)."""
+    attrs = common_attrs(cfg, config, backend)
+    attrs["title"] = f"compaction-sweep: {config.workload.name} of {config.zone.name} zones"
+    attrs["min_free_kbytes"] = effective_min_free_kbytes(config)
+    return attrs
+
+
+def common_attrs(cfg: DictConfig, config: SweepConfig, backend: str) -> dict[str, object]:
+    """Global attributes of result.nc shared by every workload.
+
+    ``cell_hash`` (sweep.version.cell_hash) identifies the inputs; a sweep run again
+    skips the cells whose result.nc carries the hash they would get now.
+    """
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     return {
         "title": f"compaction-sweep: {config.workload.name}",
         "source": f"compaction-sweep {code_version()} (batched compaction simulator)",
@@ -137,8 +154,9 @@ def common_attrs(cfg: DictConfig, config: SweepConfig, xp: ModuleType) -> dict[s
         "kernel_profile": config.kernel.profile,
         "workload": config.workload.name,
         "skip_pinned": config.policy.skip_pinned,
-        "backend": xp.__name__,
-        "config": OmegaConf.to_yaml(cfg, resolve=True),
+        "backend": backend,
+        "config": config_yaml,
+        "cell_hash": cell_hash(config_yaml),
     }
 
 
@@ -195,7 +213,7 @@ def run_snapshot_job(
         print(f"# compaction counters of zone {zr.label} over {nr_rep} replicates")
         print("\n".join(format_counters(result)))
 
-    attrs = common_attrs(cfg, config, xp)
+    attrs = common_attrs(cfg, config, xp.__name__)
     attrs.update(
         title=f"compaction-sweep: snapshot of {snapshot.hostname}, zones "
         + ", ".join(zr.label for zr in zone_results),

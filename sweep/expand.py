@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kernels.compaction import CompactParams
-from kernels.fragment import FragmentParams, fragment_counts, inject_pins
+from kernels.fragment import FRACTION_FIELDS, FragmentParams, fragment_counts, inject_pins
 from kernels.rng import hash_u64, zone_seed
 from kernels.zone import (
     MAX_PAGE_ORDER,
@@ -112,6 +113,62 @@ def compact_node_params(cfg: SweepConfig, xp: Any) -> CompactNodeParams:
         compact=compact,
         min_free_kbytes=np.full(nr_zones, min_free_kbytes, dtype=np.int64),
         watermark_scale_factor=np.full(nr_zones, cfg.zone.watermark_scale_factor, dtype=np.int64),
+    )
+
+
+def batch_key(cfg: SweepConfig) -> tuple[Any, ...]:
+    """What cells must share to run in one ``compact_node`` call: shapes and static params.
+
+    The zone size fixes the array shapes; the kernel profile is static in CompactParams;
+    the layout and folio orders are static in FragmentParams; the backend picks the
+    array library. Everything else (fractions, seeds, skip_pinned, watermarks) is a
+    per-zone array, so cells that differ only there can share a batch.
+    """
+    if is_snapshot_workload(cfg):
+        raise ValueError("workload=snapshot cells are not packed into compact_node batches")
+    wl = cfg.workload
+    return (
+        wl.name,
+        cfg.zone.nr_pages,
+        cfg.kernel.profile,
+        cfg.backend,
+        wl.layout,
+        tuple(int(o) for o in wl.folio_orders),
+    )
+
+
+def compact_node_batch_params(cfgs: Sequence[SweepConfig], xp: Any) -> CompactNodeParams:
+    """The params of several ``compact_node`` cells joined along the zone axis.
+
+    Cell ``i`` gets zones ``sum(replicates[:i]) ...`` in order; each zone keeps the seed
+    and per-zone knobs it has in a run of its cell alone, so the results per zone are the
+    same. The cells must have the same :func:`batch_key`.
+    """
+    if not cfgs:
+        raise ValueError("no cells to batch")
+    keys = {batch_key(c) for c in cfgs}
+    if len(keys) != 1:
+        raise ValueError(f"cells with different static params cannot share a batch: {keys}")
+    parts = [compact_node_params(c, np) for c in cfgs]
+
+    def cat(arrays: Sequence[Any]) -> np.ndarray:
+        return np.concatenate([np.asarray(a) for a in arrays])
+
+    first = parts[0].fragment
+    fragment = dataclasses.replace(
+        first,
+        seed=cat([p.fragment.seed for p in parts]),
+        **{name: cat([getattr(p.fragment, name) for p in parts]) for name in FRACTION_FIELDS},
+    )
+    compact = CompactParams(
+        profile=parts[0].compact.profile,
+        skip_pinned=xp.asarray(cat([p.compact.skip_pinned for p in parts])),
+    )
+    return CompactNodeParams(
+        fragment=fragment,
+        compact=compact,
+        min_free_kbytes=cat([p.min_free_kbytes for p in parts]),
+        watermark_scale_factor=cat([p.watermark_scale_factor for p in parts]),
     )
 
 

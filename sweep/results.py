@@ -286,3 +286,29 @@ def format_counters(result: CompactNodeResult) -> list[str]:
             lo, hi, mean = f"{values.min():.4f}", f"{values.max():.4f}", f"{values.mean():.4f}"
         lines.append(f"{name:<{width}}  {mean:>14}  {lo:>14}  {hi:>14}")
     return lines
+
+
+SWEEP_FILE = "sweep.nc"
+# sweep.nc files above this size open lazily as dask arrays (when dask is installed).
+DASK_THRESHOLD_BYTES = 512 * 1024**2
+
+
+def open_sweep(sweep_dir: str | os.PathLike[str]) -> xr.Dataset:
+    """The ``sweep.nc`` of a sweep directory (written by ``hydra/launcher=ray``).
+
+    Dimensions: one per swept config key (named as given on the command line, e.g.
+    ``policy``, ``workload.pinned_fraction``), then ``replicate`` and each cell's own
+    dims. Loaded into memory, or chunked with dask when the file is large and dask is
+    installed (it is not a dependency).
+    """
+    path = Path(sweep_dir) / SWEEP_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (has the sweep finished every cell?)")
+    if path.stat().st_size > DASK_THRESHOLD_BYTES:
+        try:
+            import dask  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return xr.open_dataset(path, engine=ENGINE, chunks={})
+    return xr.load_dataset(path, engine=ENGINE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from kernels.zone import (
 from sweep.config import SweepConfig
 from sweep.expand import (
     SnapshotZoneParams,
-    compact_node_params,
+    compact_node_batch_params,
     snapshot_params,
     snapshot_zone_state,
 )
@@ -123,18 +124,32 @@ def _stack(initial: np.ndarray, final: np.ndarray) -> np.ndarray:
 
 def run_compact_node(cfg: SweepConfig, xp: Any) -> CompactNodeResult:
     """Build ``cfg.replicates`` zones, compact each whole zone, return the measurements."""
-    params = compact_node_params(cfg, xp)
+    return run_compact_node_batch([cfg], xp)[0]
+
+
+def run_compact_node_batch(cfgs: Sequence[SweepConfig], xp: Any) -> list[CompactNodeResult]:
+    """Run several ``compact_node`` cells with one fragmenter and one compact_node call.
+
+    The cells must share :func:`sweep.expand.batch_key`; their zones are joined along
+    the zone axis (cell order, ``replicates`` zones each) and the results are split back:
+    one :class:`CompactNodeResult` per cell, equal to what :func:`run_compact_node` gives
+    for that cell alone. Invariants are checked for the cells that ask for it.
+    """
+    cfgs = list(cfgs)
+    params = compact_node_batch_params(cfgs, xp)
+    cfg = cfgs[0]
     nr_zones, nr_pages = params.nr_zones, cfg.zone.nr_pages
     timings: dict[str, float] = {}
 
     log.info(
-        "initialising %d zone%s of %s pages (%s, layout %s) on %s",
+        "initialising %d zone%s of %s pages (%s, layout %s) on %s%s",
         nr_zones,
         "" if nr_zones == 1 else "s",
         f"{nr_pages:,}",
         cfg.zone.name,
         cfg.workload.layout,
         xp.__name__,
+        f" for {len(cfgs)} cells" if len(cfgs) > 1 else "",
     )
     t0 = time.perf_counter()
     state = fragment.make_zone_state(
@@ -144,7 +159,38 @@ def run_compact_node(cfg: SweepConfig, xp: Any) -> CompactNodeResult:
     timings["init"] = time.perf_counter() - t0
     log.info("initialised and measured in %.2f s", timings["init"])
 
-    return compact_and_measure(cfg, state, params.compact, before, timings)
+    sizes = [c.replicates for c in cfgs]
+    check = np.repeat([c.check_invariants for c in cfgs], sizes)
+    policies = sorted({str(c.policy.skip_pinned) for c in cfgs})
+    result = _compact_and_measure(
+        state, params.compact, before, timings, check, cfg.kernel.name, "/".join(policies)
+    )
+    return split_result(result, sizes)
+
+
+def split_result(result: CompactNodeResult, sizes: Sequence[int]) -> list[CompactNodeResult]:
+    """Cut a batch result along the zone axis into consecutive parts of ``sizes`` zones."""
+    if sum(sizes) != result.nr_zones:
+        raise ValueError(f"sizes {list(sizes)} do not add up to {result.nr_zones} zones")
+    if len(sizes) == 1:
+        return [result]
+    bounds = np.cumsum([0, *sizes])
+    parts = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        parts.append(
+            CompactNodeResult(
+                counters={k: v[lo:hi].copy() for k, v in result.counters.items()},
+                compaction_cost=result.compaction_cost[lo:hi].copy(),
+                buddyinfo=result.buddyinfo[lo:hi].copy(),
+                pagetypeinfo=result.pagetypeinfo[lo:hi].copy(),
+                nr_free_pages=result.nr_free_pages[lo:hi].copy(),
+                unusable_index=result.unusable_index[lo:hi].copy(),
+                fragmentation_index=result.fragmentation_index[lo:hi].copy(),
+                page_counts=result.page_counts[lo:hi].copy(),
+                timings=dict(result.timings),
+            )
+        )
+    return parts
 
 
 def compact_and_measure(
@@ -155,13 +201,29 @@ def compact_and_measure(
     timings: dict[str, float],
 ) -> CompactNodeResult:
     """Compact every zone of ``state`` as a whole, measure, check the invariants."""
+    check = np.full(state.nr_zones, cfg.check_invariants, dtype=bool)
+    return _compact_and_measure(
+        state, compact_params, before, timings, check, cfg.kernel.name, str(cfg.policy.skip_pinned)
+    )
+
+
+def _compact_and_measure(
+    state: ZoneState,
+    compact_params: compaction.CompactParams,
+    before: Snapshot,
+    timings: dict[str, float],
+    check: np.ndarray,
+    kernel_name: str,
+    skip_pinned: str,
+) -> CompactNodeResult:
+    """:func:`compact_and_measure` with the invariants checked in the zones ``check`` marks."""
     nr_zones, nr_pages = state.nr_zones, state.nr_pages
     log.info(
         "compacting %d zone%s (kernel %s, skip_pinned=%s)",
         nr_zones,
         "" if nr_zones == 1 else "s",
-        cfg.kernel.name,
-        cfg.policy.skip_pinned,
+        kernel_name,
+        skip_pinned,
     )
     t0 = time.perf_counter()
     state, counters = compaction.compact_node(state, compact_params)
@@ -179,13 +241,13 @@ def compact_and_measure(
 
     t0 = time.perf_counter()
     after = take_snapshot(state)
-    if cfg.check_invariants:
-        check_invariants(before, after, nr_pages)
+    if check.any():
+        check_invariants(_zones(before, check), _zones(after, check), nr_pages)
     timings["measure"] = time.perf_counter() - t0
     log.info(
         "measured in %.2f s%s",
         timings["measure"],
-        "; invariants hold in every zone" if cfg.check_invariants else "",
+        "; invariants hold in every zone" if check.any() else "",
     )
 
     return CompactNodeResult(
@@ -199,6 +261,11 @@ def compact_and_measure(
         page_counts=_stack(before.page_counts, after.page_counts),
         timings=timings,
     )
+
+
+def _zones(snap: Snapshot, mask: np.ndarray) -> Snapshot:
+    """The zones of ``snap`` selected by ``mask``."""
+    return Snapshot(**{f.name: getattr(snap, f.name)[mask] for f in dataclasses.fields(snap)})
 
 
 @dataclasses.dataclass(frozen=True)

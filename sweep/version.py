@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -40,3 +41,17 @@ def code_version() -> str:
         return f"{version}+uncommitted"
     dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=root)
     return f"{version}+g{commit}" + ("-dirty" if dirty else "")
+
+
+def cell_hash(config_yaml: str) -> str:
+    """Content hash of one sweep cell: sha256 of its resolved config and the code version.
+
+    ``config_yaml`` is the cell's task config resolved to YAML (no ``hydra`` node, so no
+    run or sweep directories). A result whose hash matches was computed from the same
+    inputs by the same code and is not recomputed when a sweep is run again.
+    """
+    digest = hashlib.sha256()
+    digest.update(config_yaml.encode())
+    digest.update(b"\0code_version=")
+    digest.update(code_version().encode())
+    return digest.hexdigest()

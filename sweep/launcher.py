@@ -1,0 +1,584 @@
+"""The batching Ray launcher behind ``hydra/launcher=ray`` (the Hydra plugin is a thin shim).
+
+Hydra's sweeper hands :func:`launch` every cell of a multirun at once. In the driver:
+
+1. **Compose** each cell's config exactly as Hydra's basic launcher does
+   (``load_sweep_config``, ``hydra.job.id``/``num``), validate it (sweep.config.validate,
+   sweep.expand.check_feasible) and compute its content hash (sweep.version.cell_hash).
+   Any bad cell raises :class:`~sweep.config.ConfigError` before a directory or a Ray
+   task exists.
+2. **Resume**: a cell whose job directory holds a ``result.nc`` with the same
+   ``cell_hash`` attribute is not recomputed.
+3. **Pack** the other cells: cells with the same :func:`sweep.expand.batch_key` (array
+   shapes and static params) are packed, in cell order, into batches of at most
+   ``zones_per_task`` zones (a cell brings its ``replicates`` zones and is never split; a
+   bigger cell runs alone). One Ray task per batch runs :func:`run_batch`: one
+   fragmenter call and one ``compact_node`` call for all its zones, split back per cell.
+4. **Stream**: as batches finish (``ray.wait``), each cell goes through Hydra's
+   ``run_job`` (job directory ``${hydra.sweep.dir}/${hydra.sweep.subdir}``, ``.hydra/``,
+   job log, callbacks) with a task function that writes its ``result.nc`` atomically.
+   A failed batch marks its cells FAILED with the batch's exception; others go on.
+5. **Merge**: when every cell is done, ``sweep.nc`` in the sweep directory holds all
+   cells along one dimension per swept key (:func:`sweep_dataset`). If any cell failed
+   it is not written (a stale one is removed); running the sweep again computes only the
+   missing cells.
+
+``workload=snapshot`` is not supported by this launcher yet: such a sweep is rejected
+with a :class:`ConfigError` before anything runs (use the basic launcher).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import xarray as xr
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from sweep.config import ConfigError, SweepConfig, to_config, validate
+from sweep.expand import batch_key, check_feasible, is_snapshot_workload
+from sweep.results import SWEEP_FILE, CompactNodeResult, build_dataset, write_netcdf
+from sweep.version import cell_hash, code_version
+
+if TYPE_CHECKING:
+    from hydra.types import HydraContext, TaskFunction
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.nc"  # sweep.app.RESULT_FILE
+# Test hook, read in the driver and handed to every task: "exit-once:PATH" makes the
+# first task attempt that creates PATH kill its worker process (os._exit); "raise-seed:N"
+# makes every batch holding a cell with seed N raise. Never set it outside tests.
+FAULT_ENV = "COMPACTION_SWEEP_TEST_FAULT"
+
+
+@dataclasses.dataclass(frozen=True)
+class LauncherOptions:
+    """``hydra.launcher`` keys of ``hydra/launcher=ray``."""
+
+    address: str | None = None  # None: start a local Ray; "auto": join a running cluster
+    num_cpus: int | None = None  # local Ray only; None: all cores
+    zones_per_task: int = 64  # most zones in one kernel call (one Ray task)
+    max_retries: int = 3  # Ray retries of a task whose worker died
+
+    def check(self) -> None:
+        if self.zones_per_task < 1:
+            raise ConfigError(
+                "hydra.launcher.zones_per_task", f"={self.zones_per_task} must be >= 1"
+            )
+        if self.max_retries < 0:
+            raise ConfigError("hydra.launcher.max_retries", f"={self.max_retries} must be >= 0")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError("hydra.launcher.num_cpus", f"={self.num_cpus} must be >= 1")
+
+
+@dataclasses.dataclass(eq=False)
+class Cell:
+    """One multirun cell as the driver sees it."""
+
+    index: int  # position in the launch() call's job_overrides
+    overrides: list[str]
+    sweep_config: DictConfig  # as load_sweep_config composed it, job id/num set
+    config: SweepConfig
+    config_yaml: str  # resolved task config (no hydra node): result.nc's "config"
+    hash: str  # sweep.version.cell_hash(config_yaml)
+    job_dir: Path  # absolute ${hydra.sweep.dir}/${hydra.sweep.subdir}
+
+    @property
+    def zones(self) -> int:
+        return self.config.replicates
+
+    @property
+    def result_path(self) -> Path:
+        return self.job_dir / RESULT_FILE
+
+
+# --------------------------------------------------------------------------------------
+# Planning (pure)
+
+
+def plan_batches(configs: Sequence[SweepConfig], zones_per_task: int) -> list[list[int]]:
+    """Pack cells into batches: lists of indices into ``configs``.
+
+    Cells are grouped by :func:`sweep.expand.batch_key` (groups in order of first
+    appearance, cells in their order) and each group is cut into runs of at most
+    ``zones_per_task`` zones; a cell is never split, and a cell with more zones than
+    ``zones_per_task`` forms a batch alone.
+    """
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, cfg in enumerate(configs):
+        groups.setdefault(batch_key(cfg), []).append(i)
+    batches: list[list[int]] = []
+    for members in groups.values():
+        current: list[int] = []
+        zones = 0
+        for i in members:
+            size = configs[i].replicates
+            if current and zones + size > zones_per_task:
+                batches.append(current)
+                current, zones = [], 0
+            current.append(i)
+            zones += size
+        if current:
+            batches.append(current)
+    return batches
+
+
+# --------------------------------------------------------------------------------------
+# The Ray task
+
+
+def run_batch(
+    configs: Sequence[SweepConfig], fault: str | None = None
+) -> tuple[str, list[CompactNodeResult], float]:
+    """Run one packed batch (one kernel call); ``(backend module name, results, seconds)``.
+
+    Runs in a Ray worker; returns NumPy arrays only, one result per cell in order.
+    """
+    from sweep.app import select_backend
+    from sweep.runner import run_compact_node_batch
+
+    t0 = time.perf_counter()
+    _inject_fault(fault, configs)
+    xp = select_backend(configs[0].backend)
+    results = run_compact_node_batch(configs, xp)
+    return xp.__name__, results, time.perf_counter() - t0
+
+
+def _inject_fault(fault: str | None, configs: Sequence[SweepConfig]) -> None:
+    """The test hook of :data:`FAULT_ENV` (does nothing when ``fault`` is empty)."""
+    if not fault:
+        return
+    kind, _, arg = fault.partition(":")
+    if kind == "exit-once":
+        try:
+            fd = os.open(arg, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(1)  # real worker death: Ray must retry the task elsewhere
+    elif kind == "raise-seed":
+        if any(cfg.seed == int(arg) for cfg in configs):
+            raise RuntimeError(f"injected failure in a batch with seed={arg} ({FAULT_ENV})")
+    else:
+        raise ValueError(f"{FAULT_ENV}={fault!r}: expected exit-once:PATH or raise-seed:N")
+
+
+# --------------------------------------------------------------------------------------
+# Ray
+
+
+def ensure_ray(options: LauncherOptions) -> Any:
+    """The ``ray`` module, initialised once per process (a local cluster unless ``address``)."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    if options.address is None:
+        # Ray 2.60 turns token auth on for new local clusters and prints about it.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(
+            num_cpus=options.num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+    else:
+        ray.init(address=options.address, log_to_driver=False, logging_level="ERROR")
+    return ray
+
+
+def task_error(exc: BaseException) -> BaseException:
+    """The exception to report for a failed task: the task's own one when Ray wraps it."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def run_batches(
+    batches: Sequence[Sequence[SweepConfig]],
+    options: LauncherOptions,
+    on_done: Callable[[int, list[CompactNodeResult] | BaseException, str, float], None],
+    fault: str | None = None,
+) -> None:
+    """Run each batch as one Ray task; call ``on_done(batch, results or error, backend, s)``
+    as each finishes (completion order, no barrier)."""
+    ray = ensure_ray(options)
+    remote = ray.remote(run_batch).options(
+        num_cpus=1, max_retries=options.max_retries, retry_exceptions=False
+    )
+    pending = {remote.remote(list(batch), fault): i for i, batch in enumerate(batches)}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            i = pending.pop(ref)
+            try:
+                backend, results, seconds = ray.get(ref)
+            except Exception as exc:  # a task error or a worker lost for good
+                on_done(i, task_error(exc), "", 0.0)
+            else:
+                on_done(i, results, backend, seconds)
+
+
+# --------------------------------------------------------------------------------------
+# Progress
+
+
+class Progress:
+    """One live line on a TTY; otherwise an INFO line per batch."""
+
+    def __init__(self, nr_cells: int, nr_batches: int, nr_zones: int, stream: IO[str]) -> None:
+        self.nr_cells, self.nr_batches, self.nr_zones = nr_cells, nr_batches, nr_zones
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.cells = self.zones = self.batches = 0
+        self.t0 = time.perf_counter()
+
+    def batch_done(self, cells: int, zones: int, seconds: float, error: str | None) -> None:
+        self.batches += 1
+        self.cells += cells
+        self.zones += zones
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        rate = self.zones / elapsed
+        if self.tty:
+            eta = (self.nr_zones - self.zones) / rate if rate > 0 else 0.0
+            self.stream.write(
+                f"\r[sweep] {self.cells}/{self.nr_cells} cells, {rate:,.0f} zones/s, "
+                f"ETA {eta:.0f} s\x1b[K"
+            )
+            self.stream.flush()
+            if error:
+                log.error("batch failed (%d cells): %s", cells, error)
+        elif error:
+            log.error(
+                "batch %d/%d: %d cells, %d zones FAILED: %s",
+                self.batches,
+                self.nr_batches,
+                cells,
+                zones,
+                error,
+            )
+        else:
+            log.info(
+                "batch %d/%d: %d cells, %d zones, %.2f s",
+                self.batches,
+                self.nr_batches,
+                cells,
+                zones,
+                seconds,
+            )
+
+    def close(self) -> None:
+        if self.tty and self.batches:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------------------
+# sweep.nc
+
+
+def swept_keys(cli_overrides: Sequence[str], cells: Sequence[Sequence[str]]) -> list[str]:
+    """The sweep dimensions: keys swept on the command line, then any other key whose
+    value differs between cells (named as given, without a ``+``/``~`` prefix)."""
+    parser = OverridesParser.create()
+    keys: list[str] = []
+    for override in parser.parse_overrides(list(cli_overrides)):
+        if override.is_sweep_override() and override.key_or_group not in keys:
+            keys.append(override.key_or_group)
+    values: dict[str, set[str]] = {}
+    order: list[str] = []
+    for cell in cells:
+        for override in parser.parse_overrides(list(cell)):
+            key = override.key_or_group
+            if key not in values:
+                values[key] = set()
+                order.append(key)
+            values[key].add(override.get_value_element_as_str())
+    keys += [k for k in order if k not in keys and len(values[k]) > 1]
+    return keys
+
+
+def cell_coords(overrides: Sequence[str], task_cfg: DictConfig, keys: Sequence[str]) -> dict:
+    """The coordinate of a cell on each swept key: the config value (int, float, bool,
+    str) of a key, the option name of a config group (``policy=default``)."""
+    given = {
+        o.key_or_group: o.get_value_element_as_str()
+        for o in OverridesParser.create().parse_overrides(list(overrides))
+    }
+    coords: dict[str, Any] = {}
+    for key in keys:
+        value = OmegaConf.select(task_cfg, key, default=None)
+        if value is None or isinstance(value, DictConfig | ListConfig):
+            value = given.get(key, "")
+        coords[key] = value
+    return coords
+
+
+def sweep_dataset(
+    parts: Sequence[tuple[dict[str, Any], xr.Dataset]], keys: Sequence[str], attrs: dict
+) -> xr.Dataset:
+    """Join the cells' datasets along one dimension per swept key.
+
+    ``parts``: ``(coords on the swept keys, cell dataset)`` per cell. A full grid keeps
+    the variables' dtypes; an irregular sweep leaves NaN where a combination is missing.
+    """
+    datasets = [ds.drop_attrs(deep=False) for _, ds in parts]
+    if not keys:
+        if len(datasets) != 1:
+            raise ValueError(f"{len(datasets)} cells but no swept key to tell them apart")
+        return datasets[0].assign_attrs(attrs)
+    combos = [tuple(coords[k] for k in keys) for coords, _ in parts]
+    if len(set(combos)) != len(combos):
+        raise ValueError(f"two cells have the same values of the swept keys {list(keys)}")
+    joined = xr.concat(
+        [
+            ds.assign_coords({k: coords[k] for k in keys})
+            for (coords, _), ds in zip(parts, datasets, strict=True)
+        ],
+        dim="cell",
+        data_vars="all",
+        coords="different",
+        compat="equals",
+        join="exact",
+        combine_attrs="drop",
+    )
+    out = joined.set_index(cell=list(keys)).unstack("cell").transpose(*keys, ...)
+    for key in keys:
+        out[key].attrs["long_name"] = f"swept config key {key}"
+    return out.assign_attrs(attrs)
+
+
+def write_sweep(
+    sweep_dir: Path,
+    cells: Sequence[Cell],
+    datasets: dict[int, xr.Dataset],
+    cli_overrides: Sequence[str],
+) -> Path:
+    """Build and write ``sweep.nc`` (atomically) from every cell's dataset."""
+    keys = swept_keys(cli_overrides, [c.overrides for c in cells])
+    parts = []
+    for cell in cells:
+        ds = datasets.get(cell.index)
+        if ds is None:
+            ds = xr.load_dataset(cell.result_path)
+        ds = ds.assign(
+            cell_hash=((), ds.attrs.get("cell_hash", cell.hash)),
+            job_dir=((), os.path.relpath(cell.job_dir, sweep_dir)),
+        )
+        parts.append((cell_coords(cell.overrides, _task_cfg(cell.sweep_config), keys), ds))
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    attrs = {
+        "title": f"compaction-sweep: sweep of {len(cells)} cells over {', '.join(keys) or '-'}",
+        "source": f"compaction-sweep {code_version()} (batched compaction simulator)",
+        "history": f"{now} python -m sweep -m {' '.join(cli_overrides)}".rstrip(),
+        "Conventions": "CF-1.11",
+        "code_version": code_version(),
+        "swept_keys": ",".join(keys),
+        "cells": len(cells),
+    }
+    ds = sweep_dataset(parts, keys, attrs)
+    ds["cell_hash"].attrs["long_name"] = "content hash of the cell (sweep.version.cell_hash)"
+    ds["job_dir"].attrs["long_name"] = "the cell's Hydra job directory, relative to the sweep"
+    return write_netcdf(ds, sweep_dir / SWEEP_FILE)
+
+
+# --------------------------------------------------------------------------------------
+# The launcher
+
+
+def _task_cfg(sweep_config: DictConfig) -> DictConfig:
+    """The config the task function sees: the sweep config without its ``hydra`` node."""
+    task_cfg = sweep_config.copy()
+    with open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
+
+
+def stored_hash(path: Path) -> str | None:
+    """The ``cell_hash`` attribute of an existing result.nc; None if absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        import netCDF4
+
+        with netCDF4.Dataset(path, "r") as nc:
+            return str(nc.getncattr("cell_hash")) if "cell_hash" in nc.ncattrs() else None
+    except OSError:
+        return None
+
+
+def snapshot_unsupported() -> ConfigError:
+    """The error for ``workload=snapshot`` cells under this launcher (not supported yet)."""
+    return ConfigError(
+        "workload",
+        "=snapshot is not supported by hydra/launcher=ray yet: sweep snapshots with the "
+        "basic launcher (leave hydra/launcher out)",
+    )
+
+
+def compose_cells(
+    hydra_context: HydraContext,
+    config: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> list[Cell]:
+    """Compose, validate and hash every cell; raise :class:`ConfigError` on the first bad one."""
+    cells = []
+    orig_hydra_cfg = HydraConfig.instance().cfg
+    for i, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + i
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        HydraConfig.instance().set_config(sweep_config)
+        job_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
+            OmegaConf.select(sweep_config, "hydra.sweep.subdir")
+        )
+        task_cfg = _task_cfg(sweep_config)
+        typed = to_config(task_cfg)
+        validate(typed)
+        if is_snapshot_workload(typed):
+            raise snapshot_unsupported()
+        check_feasible(typed)
+        config_yaml = OmegaConf.to_yaml(task_cfg, resolve=True)
+        cells.append(
+            Cell(
+                index=i,
+                overrides=list(overrides),
+                sweep_config=sweep_config,
+                config=typed,
+                config_yaml=config_yaml,
+                hash=cell_hash(config_yaml),
+                job_dir=job_dir.absolute(),
+            )
+        )
+    HydraConfig.instance().cfg = orig_hydra_cfg
+    return cells
+
+
+def launch(
+    options: LauncherOptions,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    config: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> list[JobReturn]:
+    """Run a multirun batch of cells as packed Ray tasks; one JobReturn per cell, in order.
+
+    ``task_function`` (the app's) is not called: the cells run as packed batches and each
+    cell's job is completed with a task function that writes its result.nc.
+    """
+    del task_function
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    options.check()
+    cells = compose_cells(hydra_context, config, job_overrides, initial_job_idx)
+
+    sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    up_to_date = [stored_hash(c.result_path) == c.hash for c in cells]
+    todo = [c for c, ok in zip(cells, up_to_date, strict=True) if not ok]
+    done = [c for c, ok in zip(cells, up_to_date, strict=True) if ok]
+    batches = [
+        [todo[i] for i in b] for b in plan_batches([c.config for c in todo], options.zones_per_task)
+    ]
+    log.info(
+        "Ray launcher: %d cells (%d up to date, not recomputed) -> %d Ray tasks of <= %d zones; "
+        "sweep dir %s",
+        len(cells),
+        len(done),
+        len(batches),
+        options.zones_per_task,
+        sweep_dir,
+    )
+
+    returns: dict[int, JobReturn] = {}
+    datasets: dict[int, xr.Dataset] = {}
+
+    def finish(cell: Cell, task: Callable[[DictConfig], Any]) -> None:
+        returns[cell.index] = run_job(
+            hydra_context=hydra_context,
+            task_function=task,
+            config=cell.sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+
+    for cell in done:
+        finish(cell, lambda _cfg, path=cell.result_path: str(path))
+
+    def write_result(cell: Cell, result: CompactNodeResult, backend: str) -> Callable:
+        def task(cfg: DictConfig) -> str:
+            from sweep.app import compact_node_attrs
+
+            ds = build_dataset(result, compact_node_attrs(cfg, cell.config, backend))
+            out = Path(HydraConfig.get().runtime.output_dir) / RESULT_FILE
+            path = write_netcdf(ds, out)
+            datasets[cell.index] = ds
+            return str(path)
+
+        return task
+
+    def fail(error: BaseException) -> Callable:
+        def task(_cfg: DictConfig) -> None:
+            raise error
+
+        return task
+
+    progress = Progress(len(todo), len(batches), sum(c.zones for c in todo), sys.stderr)
+
+    def on_done(
+        i: int, outcome: list[CompactNodeResult] | BaseException, backend: str, seconds: float
+    ) -> None:
+        batch = batches[i]
+        for j, cell in enumerate(batch):
+            if isinstance(outcome, BaseException):
+                finish(cell, fail(outcome))
+            else:
+                finish(cell, write_result(cell, outcome[j], backend))
+        error = None if not isinstance(outcome, BaseException) else _one_line(outcome)
+        progress.batch_done(len(batch), sum(c.zones for c in batch), seconds, error)
+
+    if batches:
+        fault = os.environ.get(FAULT_ENV) or None
+        try:
+            run_batches([[c.config for c in b] for b in batches], options, on_done, fault)
+        finally:
+            progress.close()
+
+    ordered = [returns[c.index] for c in cells]
+    failed = [r for r in ordered if r.status != JobStatus.COMPLETED]
+    sweep_file = sweep_dir / SWEEP_FILE
+    if failed:
+        sweep_file.unlink(missing_ok=True)
+        log.error(
+            "%d of %d cells failed; %s not written (run the sweep again to compute the "
+            "missing cells only)",
+            len(failed),
+            len(cells),
+            SWEEP_FILE,
+        )
+    else:
+        cli = list(config.hydra.overrides.task)
+        path = write_sweep(sweep_dir, cells, datasets, cli)
+        log.info("wrote %s", path)
+    return ordered
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
