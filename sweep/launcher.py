@@ -333,7 +333,9 @@ def sweep_dataset(
     ``parts``: ``(coords on the swept keys, cell dataset)`` per cell. A full grid keeps
     the variables' dtypes; an irregular sweep leaves NaN where a combination is missing.
     """
-    datasets = [ds.drop_attrs(deep=False) for _, ds in parts]
+    # Cells reloaded from result.nc (resume) carry netCDF encodings (integer dtypes,
+    # fill values) that would mis-encode the NaNs of an irregular sweep: drop them.
+    datasets = [ds.drop_attrs(deep=False).drop_encoding() for _, ds in parts]
     if not keys:
         if len(datasets) != 1:
             raise ValueError(f"{len(datasets)} cells but no swept key to tell them apart")
@@ -353,7 +355,11 @@ def sweep_dataset(
         join="exact",
         combine_attrs="drop",
     )
-    out = joined.set_index(cell=list(keys)).unstack("cell").transpose(*keys, ...)
+    if len(keys) == 1:  # unstack needs a MultiIndex, which one key does not make
+        out = joined.swap_dims(cell=keys[0]).sortby(keys[0])
+    else:
+        out = joined.set_index(cell=list(keys)).unstack("cell")
+    out = out.transpose(*keys, ...)
     for key in keys:
         out[key].attrs["long_name"] = f"swept config key {key}"
     return out.assign_attrs(attrs)

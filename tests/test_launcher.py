@@ -21,8 +21,8 @@ import xarray as xr
 
 from kernels.compaction import CompactCounters
 from sweep.config import compose_config
-from sweep.launcher import FAULT_ENV, Progress, plan_batches, run_batch, swept_keys
-from sweep.results import open_sweep
+from sweep.launcher import FAULT_ENV, Progress, plan_batches, run_batch, sweep_dataset, swept_keys
+from sweep.results import open_sweep, write_netcdf
 from sweep.runner import run_compact_node
 
 COUNTERS = [f.name for f in dataclasses.fields(CompactCounters)]
@@ -288,3 +288,34 @@ def test_progress_live_line_on_a_tty_and_log_lines_otherwise(caplog) -> None:
         "batch 1/2: 3 cells, 6 zones, 1.25 s",
         "batch 2/2: 1 cells, 2 zones FAILED: RuntimeError: boom",
     ]
+
+
+def _cell(value: int) -> xr.Dataset:
+    return xr.Dataset(
+        {"pgmigrate_success": ("replicate", np.array([value, value + 1], dtype=np.int64))},
+        coords={"replicate": [0, 1]},
+    )
+
+
+def test_sweep_dataset_one_key_and_irregular_reloaded_cells(tmp_path: Path) -> None:
+    """One swept key needs no MultiIndex; cells reloaded from result.nc (resume) keep no
+    integer encoding that would turn a missing combination's NaN into garbage."""
+    one = sweep_dataset(
+        [({"policy": "b"}, _cell(20)), ({"policy": "a"}, _cell(10))], ["policy"], {}
+    )
+    assert list(one.policy.values) == ["a", "b"]
+    assert one.pgmigrate_success.sel(policy="b").values.tolist() == [20, 21]
+
+    path = tmp_path / "cell.nc"
+    write_netcdf(_cell(30), path)
+    reloaded = xr.open_dataset(path).load()
+    parts = [
+        ({"policy": "a", "seed": 0}, _cell(10)),
+        ({"policy": "a", "seed": 1}, reloaded),
+        ({"policy": "b", "seed": 0}, _cell(20)),
+    ]
+    ds = sweep_dataset(parts, ["policy", "seed"], {})
+    write_netcdf(ds, tmp_path / "sweep.nc")
+    back = xr.open_dataset(tmp_path / "sweep.nc").load()
+    assert back.pgmigrate_success.sel(policy="a", seed=1).values.tolist() == [30, 31]
+    assert np.isnan(back.pgmigrate_success.sel(policy="b", seed=1).values).all()
