@@ -7,6 +7,7 @@ little-endian host (x86-64 and every CUDA device).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 _M1 = 0x5555555555555555
@@ -34,13 +35,17 @@ _L8 = 0x0101010101010101
 _H8 = 0x8080808080808080
 
 
-def _select_in_byte_table(xp: Any) -> Any:
-    """Flat 256 x 8 table: position of the k-th set bit of byte value b at [8 b + k]."""
-    table = [0] * 2048
-    for b in range(256):
-        for k, bit in enumerate(i for i in range(8) if b >> i & 1):
-            table[8 * b + k] = bit
-    return xp.asarray(table, dtype=xp.int64)
+_SELECT_IN_BYTE = [0] * 2048  # position of the k-th set bit of byte value b at [8 b + k]
+for _b in range(256):
+    for _k, _bit in enumerate(i for i in range(8) if _b >> i & 1):
+        _SELECT_IN_BYTE[8 * _b + _k] = _bit
+_BYTE_POPCOUNT = [bin(b).count("1") for b in range(256)]
+
+
+@functools.cache
+def _byte_tables(xp: Any) -> tuple[Any, Any]:
+    """(select-in-byte table, byte popcounts) as int64 arrays of backend ``xp``, built once."""
+    return xp.asarray(_SELECT_IN_BYTE, dtype=xp.int64), xp.asarray(_BYTE_POPCOUNT, dtype=xp.int64)
 
 
 def select_bit(xp: Any, words: Any, rank: Any) -> Any:
@@ -67,7 +72,7 @@ def select_bit(xp: Any, words: Any, rank: Any) -> Any:
     before = ((cum << u64(8)) >> shift) & u64(0xFF)
     byte = (x >> shift) & u64(0xFF)
     k = (r - before).astype(xp.int64)
-    table = _select_in_byte_table(xp)
+    table, _ = _byte_tables(xp)
     return shift.astype(xp.int64) + table[byte.astype(xp.int64) * 8 + xp.clip(k, 0, 7)]
 
 
@@ -85,10 +90,10 @@ def set_bit_positions(xp: Any, packed: Any) -> tuple[Any, Any]:
     val = as_bytes[nzb].astype(xp.int64)
     row = zw[nzb // 8]
     first_bit = wi[nzb // 8].astype(xp.int64) * 64 + (nzb % 8) * 8
-    pop = xp.asarray([bin(b).count("1") for b in range(256)], dtype=xp.int64)
+    table, pop = _byte_tables(xp)
     cnt = pop[val]
     rep, k = repeat_index(xp, cnt)
-    bit = _select_in_byte_table(xp)[val[rep] * 8 + k]
+    bit = table[val[rep] * 8 + k]
     return row[rep], first_bit[rep] + bit
 
 

@@ -24,6 +24,7 @@ are drawn with matplotlib's object API on the Agg canvas: no pyplot, no GUI.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -38,18 +39,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from kernels.compaction import CompactCounters
 from sweep.results import COUNTER_ATTRS, SWEEP_FILE, open_sweep
 
 EXIT_BAD_INPUT = 2
 REPORT_DIR = "report"
 PAGEBLOCK_ORDER = 9  # the order the "high order" columns and panels use (THP, pageblock)
-COUNTERS = (
-    "compact_migrate_scanned",
-    "compact_free_scanned",
-    "compact_isolated",
-    "pgmigrate_success",
-    "pgmigrate_fail",
-    "lru_lock_acquisitions",
+# The kernel's counters and the LRU-lock count (migrate_folio_split is simulator-only).
+COUNTERS = tuple(
+    f.name for f in dataclasses.fields(CompactCounters) if f.name != "migrate_folio_split"
 )
 TABLE_COLUMNS = (
     "pgmigrate_success",

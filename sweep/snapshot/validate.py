@@ -241,6 +241,7 @@ class SimulatedZone:
     before: np.ndarray  # (N,) uint8 page states (padded: sweep.expand.zone_arrays)
     after: np.ndarray  # (N,) uint8
     hole: np.ndarray  # (N,) bool
+    pageblock_migratetype: np.ndarray  # (N // 512,) int8, inferred
     counters: dict[str, int]
 
 
@@ -263,6 +264,7 @@ def simulate(snapshot: Snapshot, profile: KernelProfile) -> dict[str, SimulatedZ
             before=page_state,
             after=np.asarray(after.page_state[0]),
             hole=hole,
+            pageblock_migratetype=mt,
             counters={
                 f.name: int(np.asarray(getattr(counters, f.name))[0])
                 for f in dataclasses.fields(counters)
@@ -336,15 +338,14 @@ def compare_zone(
         pcp_a=pcp_a,
         pcp_b=pcp_b,
         counters=dict(sim.counters),
-        free_by_type_model=_free_by_type(sim.before, zone_a),
+        free_by_type_model=_free_by_type(sim),
         free_by_type_real=free_by_type_real,
     )
 
 
-def _free_by_type(page_state: np.ndarray, zone: ZoneSnapshot) -> dict[str, int]:
-    """Free pages per pageblock migratetype of a zone's page states (inferred types)."""
-    _state, mt, _hole, _ = zone_arrays(zone)
-    per_type = buddy.pagetypeinfo(page_state[None], mt[None])[0]  # (types, orders)
+def _free_by_type(sim: SimulatedZone) -> dict[str, int]:
+    """Free pages per pageblock migratetype of a zone before compaction (inferred types)."""
+    per_type = buddy.pagetypeinfo(sim.before[None], sim.pageblock_migratetype[None])[0]
     pages = (per_type << np.arange(per_type.shape[1])).sum(axis=1)
     return {name: int(pages[i]) for i, name in enumerate(MIGRATETYPE_NAMES)}
 
