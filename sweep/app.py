@@ -19,23 +19,28 @@ from types import ModuleType
 import hydra
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from kernels.backend import BackendError, get_xp
 from kernels.buddy import format_buddyinfo as format_line
+from sweep.cells import CellComposer, multirun_session, parse_overrides, remember_checked
 from sweep.config import (
     CONF_DIR,
     CONFIG_NAME,
     ConfigError,
     SweepConfig,
     compose_config,
+    composition_error,
     register_configs,
+    reject_zone_overrides,
     sweep_cells,
     to_config,
     validate,
 )
 from sweep.expand import check_feasible, effective_min_free_kbytes, is_snapshot_workload
-from sweep.launcher import snapshot_unsupported
+from sweep.launcher import LauncherOptions, snapshot_unsupported
 from sweep.memory import keep_freed_memory
 from sweep.results import (
     build_dataset,
@@ -77,16 +82,65 @@ def check_argv(argv: Sequence[str]) -> None:
     multirun = args.multirun or any(
         o.replace(" ", "") == "hydra.mode=MULTIRUN" for o in args.overrides
     )
-    cells = sweep_cells(args.overrides) if multirun else [list(args.overrides)]
-    ray_launcher = multirun and any(
-        o.replace(" ", "") == "hydra/launcher=ray" for o in args.overrides
+    if multirun:
+        check_multirun(args.overrides, config_name)
+        return
+    config = compose_config(list(args.overrides), config_name=config_name)
+    check_feasible(config)
+    select_backend(config.backend)
+
+
+def check_multirun(overrides: Sequence[str], config_name: str = CONFIG_NAME) -> int:
+    """Validate every cell of a multirun and its launcher's options; return the cell count.
+
+    Composes the master config as Hydra's multirun does, expands the sweep as the basic
+    sweeper does (sweep.config.sweep_cells) and composes each cell with
+    :class:`sweep.cells.CellComposer` (Hydra once per config-group choice, the same
+    config as Hydra's own composition). Raises :class:`ConfigError`.
+    """
+    backends: set[str] = set()
+    try:
+        with multirun_session(overrides, config_name) as (hydra_context, master):
+            ray_launcher = str(OmegaConf.select(master, "hydra.launcher._target_")).endswith(
+                ".RayLauncher"
+            )
+            if ray_launcher:
+                launcher_options(master.hydra.launcher).check()
+            task_overrides = list(master.hydra.overrides.task)
+            composer = CellComposer(hydra_context.config_loader, master)
+            cells = sweep_cells(task_overrides)
+            for cell in cells:
+                if any(o.is_sweep_override() for o in parse_overrides(cell)):
+                    return len(cells)  # not a discrete sweep: the sweeper rejects it
+                composed = composer.compose(cell)
+                config = to_config(composed.task_cfg)
+                validate(config)
+                if is_snapshot_workload(config):
+                    if ray_launcher:
+                        raise snapshot_unsupported()
+                    reject_zone_overrides(cell)
+                check_feasible(config)
+                if config.backend not in backends:
+                    select_backend(config.backend)
+                    backends.add(config.backend)
+                if ray_launcher:
+                    remember_checked(master, composed, config)
+    except ConfigError:
+        raise
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise composition_error(exc) from exc
+    return len(cells)
+
+
+def launcher_options(node: DictConfig) -> LauncherOptions:
+    """The ``hydra.launcher`` node of ``hydra/launcher=ray`` as :class:`LauncherOptions`."""
+    return LauncherOptions(
+        address=None if node.address is None else str(node.address),
+        num_cpus=node.num_cpus,
+        zones_per_task=int(node.zones_per_task),
+        max_retries=int(node.max_retries),
+        compose=str(node.compose),
     )
-    for cell in cells:
-        config = compose_config(cell, config_name=config_name)
-        if ray_launcher and is_snapshot_workload(config):
-            raise snapshot_unsupported()
-        check_feasible(config)
-        select_backend(config.backend)
 
 
 def select_backend(backend: str) -> ModuleType:
@@ -130,21 +184,39 @@ def run_job(cfg: DictConfig, output_dir: Path) -> Path:
 
 def compact_node_attrs(cfg: DictConfig, config: SweepConfig, backend: str) -> dict[str, object]:
     """Global attributes of a ``compact_node`` result.nc (``backend``: the array module)."""
-    attrs = common_attrs(cfg, config, backend)
+    return result_attrs(config, OmegaConf.to_yaml(cfg, resolve=True), _task_overrides(), backend)
+
+
+def result_attrs(
+    config: SweepConfig, config_yaml: str, overrides: Sequence[str], backend: str
+) -> dict[str, object]:
+    """Global attributes of a ``compact_node`` result.nc, from the cell's resolved config
+    (``config_yaml``) and its task overrides: no Hydra state, so a launcher can build them
+    for cells it never runs through Hydra's run_job."""
+    attrs = _common_attrs(config, config_yaml, overrides, backend)
     attrs["title"] = f"compaction-sweep: {config.workload.name} of {config.zone.name} zones"
     attrs["min_free_kbytes"] = effective_min_free_kbytes(config)
     return attrs
 
 
+def _task_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def common_attrs(cfg: DictConfig, config: SweepConfig, backend: str) -> dict[str, object]:
+    """Global attributes of result.nc shared by every workload (see :func:`_common_attrs`)."""
+    return _common_attrs(config, OmegaConf.to_yaml(cfg, resolve=True), _task_overrides(), backend)
+
+
+def _common_attrs(
+    config: SweepConfig, config_yaml: str, overrides: Sequence[str], backend: str
+) -> dict[str, object]:
     """Global attributes of result.nc shared by every workload.
 
     ``cell_hash`` (sweep.version.cell_hash) identifies the inputs; a sweep run again
     skips the cells whose result.nc carries the hash they would get now.
     """
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     return {
         "title": f"compaction-sweep: {config.workload.name}",
         "source": f"compaction-sweep {code_version()} (batched compaction simulator)",

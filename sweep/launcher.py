@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import math
 import os
 import sys
 import time
@@ -39,12 +40,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
 import xarray as xr
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from sweep.cells import CellComposer, ComposedCell, parse_overrides, task_config
 from sweep.config import ConfigError, SweepConfig, to_config, validate
 from sweep.expand import batch_key, check_feasible, is_snapshot_workload
 from sweep.results import SWEEP_FILE, CompactNodeResult, build_dataset, write_netcdf
@@ -62,6 +65,9 @@ RESULT_FILE = "result.nc"  # sweep.app.RESULT_FILE
 FAULT_ENV = "COMPACTION_SWEEP_TEST_FAULT"
 
 
+COMPOSE_MODES = ("fast", "hydra")
+
+
 @dataclasses.dataclass(frozen=True)
 class LauncherOptions:
     """``hydra.launcher`` keys of ``hydra/launcher=ray``."""
@@ -70,6 +76,9 @@ class LauncherOptions:
     num_cpus: int | None = None  # local Ray only; None: all cores
     zones_per_task: int = 64  # most zones in one kernel call (one Ray task)
     max_retries: int = 3  # Ray retries of a task whose worker died
+    # "fast": compose once per config-group choice, write job files directly (sweep.cells);
+    # "hydra": every cell through Hydra's load_sweep_config and run_job (slow, the reference).
+    compose: str = "fast"
 
     def check(self) -> None:
         if self.zones_per_task < 1:
@@ -80,6 +89,11 @@ class LauncherOptions:
             raise ConfigError("hydra.launcher.max_retries", f"={self.max_retries} must be >= 0")
         if self.num_cpus is not None and self.num_cpus < 1:
             raise ConfigError("hydra.launcher.num_cpus", f"={self.num_cpus} must be >= 1")
+        if self.compose not in COMPOSE_MODES:
+            raise ConfigError(
+                "hydra.launcher.compose",
+                f"={self.compose!r} is not one of {', '.join(COMPOSE_MODES)}",
+            )
 
 
 @dataclasses.dataclass(eq=False)
@@ -88,11 +102,15 @@ class Cell:
 
     index: int  # position in the launch() call's job_overrides
     overrides: list[str]
-    sweep_config: DictConfig  # as load_sweep_config composed it, job id/num set
+    task_cfg: DictConfig  # the config the task function would see (no hydra node)
     config: SweepConfig
     config_yaml: str  # resolved task config (no hydra node): result.nc's "config"
     hash: str  # sweep.version.cell_hash(config_yaml)
     job_dir: Path  # absolute ${hydra.sweep.dir}/${hydra.sweep.subdir}
+    # Hydra path: the config as load_sweep_config composed it, job id/num set.
+    sweep_config: DictConfig | None = None
+    # Fast path: what sweep.cells composed (the .hydra files are rendered from it).
+    composed: ComposedCell | None = None
 
     @property
     def zones(self) -> int:
@@ -208,16 +226,27 @@ def task_error(exc: BaseException) -> BaseException:
 def run_batches(
     batches: Sequence[Sequence[SweepConfig]],
     options: LauncherOptions,
-    on_done: Callable[[int, list[CompactNodeResult] | BaseException, str, float], None],
+    on_done: Callable[[int, list[Any] | BaseException, str, float], None],
     fault: str | None = None,
+    outputs: Sequence[Sequence[tuple[str, dict[str, Any]]]] | None = None,
 ) -> None:
     """Run each batch as one Ray task; call ``on_done(batch, results or error, backend, s)``
-    as each finishes (completion order, no barrier)."""
+    as each finishes (completion order, no barrier). With ``outputs`` (per batch, each
+    cell's result.nc path and attributes) the tasks write the cells' result.nc files
+    (:func:`run_batch_write`) and the results are the cells' datasets."""
     ray = ensure_ray(options)
-    remote = ray.remote(run_batch).options(
+    task = run_batch if outputs is None else run_batch_write
+    remote = ray.remote(task).options(
         num_cpus=1, max_retries=options.max_retries, retry_exceptions=False
     )
-    pending = {remote.remote(list(batch), fault): i for i, batch in enumerate(batches)}
+    pending = {
+        (
+            remote.remote(list(batch), fault)
+            if outputs is None
+            else remote.remote(list(batch), list(outputs[i]), fault)
+        ): i
+        for i, batch in enumerate(batches)
+    }
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
@@ -299,7 +328,7 @@ def swept_keys(cli_overrides: Sequence[str], cells: Sequence[Sequence[str]]) -> 
     values: dict[str, set[str]] = {}
     order: list[str] = []
     for cell in cells:
-        for override in parser.parse_overrides(list(cell)):
+        for override in parse_overrides(list(cell)):
             key = override.key_or_group
             if key not in values:
                 values[key] = set()
@@ -312,10 +341,7 @@ def swept_keys(cli_overrides: Sequence[str], cells: Sequence[Sequence[str]]) -> 
 def cell_coords(overrides: Sequence[str], task_cfg: DictConfig, keys: Sequence[str]) -> dict:
     """The coordinate of a cell on each swept key: the config value (int, float, bool,
     str) of a key, the option name of a config group (``policy=default``)."""
-    given = {
-        o.key_or_group: o.get_value_element_as_str()
-        for o in OverridesParser.create().parse_overrides(list(overrides))
-    }
+    given = {o.key_or_group: o.get_value_element_as_str() for o in parse_overrides(list(overrides))}
     coords: dict[str, Any] = {}
     for key in keys:
         value = OmegaConf.select(task_cfg, key, default=None)
@@ -333,6 +359,10 @@ def sweep_dataset(
     ``parts``: ``(coords on the swept keys, cell dataset)`` per cell. A full grid keeps
     the variables' dtypes; an irregular sweep leaves NaN where a combination is missing.
     """
+    if keys:
+        fast = _grid_dataset(parts, keys)
+        if fast is not None:
+            return fast.assign_attrs(attrs)
     # Cells reloaded from result.nc (resume) carry netCDF encodings (integer dtypes,
     # fill values) that would mis-encode the NaNs of an irregular sweep: drop them.
     datasets = [ds.drop_attrs(deep=False).drop_encoding() for _, ds in parts]
@@ -360,9 +390,75 @@ def sweep_dataset(
     else:
         out = joined.set_index(cell=list(keys)).unstack("cell")
     out = out.transpose(*keys, ...)
+    for name, var in datasets[0].variables.items():  # concat's "drop" dropped them too
+        if name in out.variables:
+            out[name].attrs = dict(var.attrs)
     for key in keys:
         out[key].attrs["long_name"] = f"swept config key {key}"
     return out.assign_attrs(attrs)
+
+
+def _grid_dataset(
+    parts: Sequence[tuple[dict[str, Any], xr.Dataset]],
+    keys: Sequence[str],
+    scalars: Sequence[dict[str, Any]] | None = None,
+) -> xr.Dataset | None:
+    """:func:`sweep_dataset` of a full grid, stacked with NumPy (xr.concat of a thousand
+    cells and unstack cost ~5 ms a cell); None where it does not apply (an irregular or
+    mixed-type sweep, cells with different variables or coordinates): the caller then
+    takes the general path, which gives the same Dataset. ``scalars``: per cell, extra
+    0-d variables (as if assigned to the cell's dataset)."""
+    coords = [c for c, _ in parts]
+    datasets = [ds for _, ds in parts]
+    levels = []
+    for key in keys:
+        values = [c[key] for c in coords]
+        if len({type(v) for v in values}) != 1:
+            return None
+        try:
+            levels.append(sorted(set(values)))
+        except TypeError:
+            return None
+    shape = tuple(len(level) for level in levels)
+    if math.prod(shape) != len(parts):
+        return None
+    index = [{v: i for i, v in enumerate(level)} for level in levels]
+    flat = np.ravel_multi_index(
+        tuple(np.array([index[k][c[key]] for c in coords]) for k, key in enumerate(keys)),
+        shape,
+    )
+    if len(np.unique(flat)) != len(parts):
+        return None
+    order = np.argsort(flat)
+    first = datasets[0].variables
+    names = list(datasets[0].data_vars)
+    coord_names = list(datasets[0].coords)
+    for ds in datasets[1:]:
+        variables = ds.variables
+        if list(ds.data_vars) != names or list(ds.coords) != coord_names:
+            return None
+        for name in coord_names:
+            a, b = first[name].values, variables[name].values
+            if a.dtype != b.dtype or not np.array_equal(a, b):
+                return None
+        if any(variables[name].dims != first[name].dims for name in names):
+            return None
+    data_vars = {}
+    for name in names:
+        stacked = np.stack([datasets[i].variables[name].values for i in order])
+        data_vars[name] = (
+            (*keys, *first[name].dims),
+            stacked.reshape(shape + stacked.shape[1:]),
+            dict(first[name].attrs),
+        )
+    for name in scalars[0] if scalars else ():
+        values = np.array([scalars[i][name] for i in order])
+        data_vars[name] = (tuple(keys), values.reshape(shape))
+    grid = {key: (key, np.array(level)) for key, level in zip(keys, levels, strict=True)}
+    out = xr.Dataset(data_vars, coords={**grid, **datasets[0].drop_vars(names).coords})
+    for key in keys:
+        out[key].attrs["long_name"] = f"swept config key {key}"
+    return out
 
 
 def write_sweep(
@@ -373,16 +469,18 @@ def write_sweep(
 ) -> Path:
     """Build and write ``sweep.nc`` (atomically) from every cell's dataset."""
     keys = swept_keys(cli_overrides, [c.overrides for c in cells])
-    parts = []
+    parts, scalars = [], []
     for cell in cells:
         ds = datasets.get(cell.index)
         if ds is None:
             ds = xr.load_dataset(cell.result_path)
-        ds = ds.assign(
-            cell_hash=((), ds.attrs.get("cell_hash", cell.hash)),
-            job_dir=((), os.path.relpath(cell.job_dir, sweep_dir)),
+        scalars.append(
+            {
+                "cell_hash": ds.attrs.get("cell_hash", cell.hash),
+                "job_dir": os.path.relpath(cell.job_dir, sweep_dir),
+            }
         )
-        parts.append((cell_coords(cell.overrides, _task_cfg(cell.sweep_config), keys), ds))
+        parts.append((cell_coords(cell.overrides, cell.task_cfg, keys), ds))
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     attrs = {
         "title": f"compaction-sweep: sweep of {len(cells)} cells over {', '.join(keys) or '-'}",
@@ -393,7 +491,14 @@ def write_sweep(
         "swept_keys": ",".join(keys),
         "cells": len(cells),
     }
-    ds = sweep_dataset(parts, keys, attrs)
+    ds = _grid_dataset(parts, keys, scalars) if keys else None
+    if ds is None:
+        parts = [
+            (coords, cell_ds.assign({k: ((), v) for k, v in extra.items()}))
+            for (coords, cell_ds), extra in zip(parts, scalars, strict=True)
+        ]
+        ds = sweep_dataset(parts, keys, attrs)
+    ds = ds.assign_attrs(attrs)
     ds["cell_hash"].attrs["long_name"] = "content hash of the cell (sweep.version.cell_hash)"
     ds["job_dir"].attrs["long_name"] = "the cell's Hydra job directory, relative to the sweep"
     return write_netcdf(ds, sweep_dir / SWEEP_FILE)
@@ -401,14 +506,6 @@ def write_sweep(
 
 # --------------------------------------------------------------------------------------
 # The launcher
-
-
-def _task_cfg(sweep_config: DictConfig) -> DictConfig:
-    """The config the task function sees: the sweep config without its ``hydra`` node."""
-    task_cfg = sweep_config.copy()
-    with open_dict(task_cfg):
-        del task_cfg["hydra"]
-    return task_cfg
 
 
 def stored_hash(path: Path) -> str | None:
@@ -452,7 +549,7 @@ def compose_cells(
         job_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
             OmegaConf.select(sweep_config, "hydra.sweep.subdir")
         )
-        task_cfg = _task_cfg(sweep_config)
+        task_cfg = task_config(sweep_config)
         typed = to_config(task_cfg)
         validate(typed)
         if is_snapshot_workload(typed):
@@ -463,6 +560,7 @@ def compose_cells(
             Cell(
                 index=i,
                 overrides=list(overrides),
+                task_cfg=task_cfg,
                 sweep_config=sweep_config,
                 config=typed,
                 config_yaml=config_yaml,
@@ -474,6 +572,116 @@ def compose_cells(
     return cells
 
 
+def compose_cells_fast(
+    composer: CellComposer,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    sweep_dir: Path,
+) -> list[Cell]:
+    """:func:`compose_cells` through :class:`sweep.cells.CellComposer`: Hydra composes once
+    per config-group choice; the same validation and hashes, the same configs."""
+    cells = []
+    for i, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + i
+        composed = composer.compose(overrides)
+        typed = composed.config
+        if typed is None:  # not checked before Hydra started (sweep.app.check_multirun)
+            typed = to_config(composed.task_cfg)
+            validate(typed)
+            if is_snapshot_workload(typed):
+                raise snapshot_unsupported()
+            check_feasible(typed)
+        cells.append(
+            Cell(
+                index=i,
+                overrides=list(overrides),
+                task_cfg=composed.task_cfg,
+                config=typed,
+                config_yaml=composed.config_yaml,
+                hash=cell_hash(composed.config_yaml),
+                job_dir=sweep_dir / str(idx),  # hydra.sweep.subdir=${hydra.job.num}
+                composed=composed,
+            )
+        )
+    return cells
+
+
+def run_batch_write(
+    configs: Sequence[SweepConfig],
+    outputs: Sequence[tuple[str, dict[str, Any]]],
+    fault: str | None = None,
+) -> tuple[str, list[xr.Dataset], float]:
+    """:func:`run_batch`, then each cell's result.nc written here, in the worker
+    (``outputs``: its path and global attributes, ``backend`` filled in here); returns
+    ``(backend, the cells' datasets, seconds)``."""
+    backend, results, _ = run_batch(configs, fault)
+    t0 = time.perf_counter()
+    datasets = []
+    for result, (path, attrs) in zip(results, outputs, strict=True):
+        ds = build_dataset(result, {**attrs, "backend": backend})
+        write_netcdf(ds, path)
+        datasets.append(ds)
+    return backend, datasets, time.perf_counter() - t0
+
+
+class FastJobs:
+    """The fast path's per-cell Hydra job: its ``.hydra`` files, log and JobReturn, written
+    without Hydra's run_job (sweep.cells renders what run_job would write)."""
+
+    def __init__(self, composer: CellComposer, config: DictConfig) -> None:
+        from hydra.core.utils import JobRuntime
+
+        self.composer = composer
+        self.task_name = JobRuntime.instance().get("name")
+        fmt = OmegaConf.select(config, "hydra.job_logging.formatters.simple.format")
+        self.formatter = logging.Formatter(
+            str(fmt) if fmt else "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+        )
+        self.log_names: dict[int, str | None] = {}
+
+    def write_files(self, cells: Sequence[Cell]) -> None:
+        """Every cell's ``.hydra/{config,hydra,overrides}.yaml`` and (empty) job log."""
+        made: set[Path] = set()
+        for cell in cells:
+            assert cell.composed is not None
+            files, log_name = self.composer.job_files(
+                cell.composed, int(cell.job_dir.name), cell.job_dir
+            )
+            self.log_names[cell.index] = log_name
+            for rel, text in files.items():
+                path = cell.job_dir / rel
+                if path.parent not in made:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(path.parent)
+                path.write_text(text, encoding="utf-8")
+            if cell.job_dir not in made:
+                cell.job_dir.mkdir(parents=True, exist_ok=True)
+                made.add(cell.job_dir)
+            if log_name:
+                (cell.job_dir / log_name).touch()
+
+    def log(self, cell: Cell, level: int, message: str) -> None:
+        """One line in the cell's job log, in the job log's format."""
+        name = self.log_names.get(cell.index)
+        if not name:
+            return
+        record = logging.LogRecord(__name__, level, __file__, 0, message, None, None)
+        with open(cell.job_dir / name, "a", encoding="utf-8") as f:
+            f.write(self.formatter.format(record) + "\n")
+
+    def job_return(self, cell: Cell, status: JobStatus, value: Any) -> JobReturn:
+        assert cell.composed is not None
+        return JobReturn(
+            overrides=list(cell.composed.task_overrides),
+            cfg=cell.task_cfg,
+            hydra_cfg=None,  # not built (it costs more than the rest of the cell)
+            working_dir=self.composer.working_dir(cell.job_dir),
+            task_name=self.task_name,
+            status=status,
+            _return_value=value,
+        )
+
+
 def launch(
     options: LauncherOptions,
     hydra_context: HydraContext,
@@ -481,19 +689,34 @@ def launch(
     config: DictConfig,
     job_overrides: Sequence[Sequence[str]],
     initial_job_idx: int,
+    runner: Callable[..., None] | None = None,
 ) -> list[JobReturn]:
     """Run a multirun batch of cells as packed Ray tasks; one JobReturn per cell, in order.
 
-    ``task_function`` (the app's) is not called: the cells run as packed batches and each
-    cell's job is completed with a task function that writes its result.nc.
+    ``task_function`` (the app's) is not called: the cells run as packed batches. With
+    ``compose=fast`` (the default) the cells are composed by :class:`CellComposer`, the
+    driver writes each job's ``.hydra`` files and log itself, and the Ray tasks write the
+    result.nc files; with ``compose=hydra`` (or when :meth:`CellComposer.fast_path_problem`
+    finds a Hydra setting it cannot honour) every cell goes through Hydra's
+    load_sweep_config and run_job. ``runner`` replaces :func:`run_batches` (benchmarks).
     """
     del task_function
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     options.check()
-    cells = compose_cells(hydra_context, config, job_overrides, initial_job_idx)
-
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+    fast: FastJobs | None = None
+    if options.compose == "fast":
+        composer = CellComposer(hydra_context.config_loader, config)
+        cells = compose_cells_fast(composer, job_overrides, initial_job_idx, sweep_dir)
+        problem = composer.fast_path_problem()
+        if problem is None:
+            fast = FastJobs(composer, config)
+        else:
+            log.info("Ray launcher: composing every cell through Hydra: %s", problem)
+    if fast is None:
+        cells = compose_cells(hydra_context, config, job_overrides, initial_job_idx)
+
     sweep_dir.mkdir(parents=True, exist_ok=True)
     up_to_date = [stored_hash(c.result_path) == c.hash for c in cells]
     todo = [c for c, ok in zip(cells, up_to_date, strict=True) if not ok]
@@ -515,6 +738,7 @@ def launch(
     datasets: dict[int, xr.Dataset] = {}
 
     def finish(cell: Cell, task: Callable[[DictConfig], Any]) -> None:
+        assert cell.sweep_config is not None
         returns[cell.index] = run_job(
             hydra_context=hydra_context,
             task_function=task,
@@ -524,8 +748,14 @@ def launch(
         )
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
 
-    for cell in done:
-        finish(cell, lambda _cfg, path=cell.result_path: str(path))
+    if fast is not None:
+        fast.write_files(cells)
+        for cell in done:
+            fast.log(cell, logging.INFO, f"{RESULT_FILE} is up to date (cell_hash {cell.hash})")
+            returns[cell.index] = fast.job_return(cell, JobStatus.COMPLETED, str(cell.result_path))
+    else:
+        for cell in done:
+            finish(cell, lambda _cfg, path=cell.result_path: str(path))
 
     def write_result(cell: Cell, result: CompactNodeResult, backend: str) -> Callable:
         def task(cfg: DictConfig) -> str:
@@ -547,22 +777,52 @@ def launch(
 
     progress = Progress(len(todo), len(batches), sum(c.zones for c in todo), sys.stderr)
 
-    def on_done(
-        i: int, outcome: list[CompactNodeResult] | BaseException, backend: str, seconds: float
-    ) -> None:
+    def on_done(i: int, outcome: list | BaseException, backend: str, seconds: float) -> None:
         batch = batches[i]
+        error = None if not isinstance(outcome, BaseException) else _one_line(outcome)
         for j, cell in enumerate(batch):
-            if isinstance(outcome, BaseException):
+            if fast is not None:
+                if isinstance(outcome, BaseException):
+                    fast.log(cell, logging.ERROR, f"failed: {error}")
+                    returns[cell.index] = fast.job_return(cell, JobStatus.FAILED, outcome)
+                else:
+                    datasets[cell.index] = outcome[j]
+                    fast.log(
+                        cell,
+                        logging.INFO,
+                        f"wrote {cell.result_path} (Ray task {i + 1}/{len(batches)}: "
+                        f"{len(batch)} cells, {backend})",
+                    )
+                    returns[cell.index] = fast.job_return(
+                        cell, JobStatus.COMPLETED, str(cell.result_path)
+                    )
+            elif isinstance(outcome, BaseException):
                 finish(cell, fail(outcome))
             else:
                 finish(cell, write_result(cell, outcome[j], backend))
-        error = None if not isinstance(outcome, BaseException) else _one_line(outcome)
         progress.batch_done(len(batch), sum(c.zones for c in batch), seconds, error)
 
     if batches:
         fault = os.environ.get(FAULT_ENV) or None
+        outputs = None
+        if fast is not None:
+            from sweep.app import result_attrs
+
+            outputs = [
+                [
+                    (
+                        str(c.result_path),
+                        result_attrs(c.config, c.config_yaml, c.composed.task_overrides, ""),
+                    )
+                    for c in b
+                    if c.composed is not None
+                ]
+                for b in batches
+            ]
         try:
-            run_batches([[c.config for c in b] for b in batches], options, on_done, fault)
+            (runner or run_batches)(
+                [[c.config for c in b] for b in batches], options, on_done, fault, outputs
+            )
         finally:
             progress.close()
 

@@ -246,8 +246,9 @@ def test_failing_batch_fails_only_its_cells(tmp_path: Path) -> None:
             ["workload=snapshot", "workload.path=x.npz", "seed=0,1"],
             "workload=snapshot is not supported by hydra/launcher=ray",
         ),
+        (["seed=0,1", "hydra.launcher.zones_per_task=0"], "hydra.launcher.zones_per_task=0"),
     ],
-    ids=["unknown-key", "out-of-range", "sweep-over-missing-key", "snapshot"],
+    ids=["unknown-key", "out-of-range", "sweep-over-missing-key", "snapshot", "launcher-value"],
 )
 def test_bad_input_fails_before_any_task(
     tmp_path: Path, overrides: list[str], message: str
@@ -319,3 +320,22 @@ def test_sweep_dataset_one_key_and_irregular_reloaded_cells(tmp_path: Path) -> N
     back = xr.open_dataset(tmp_path / "sweep.nc").load()
     assert back.pgmigrate_success.sel(policy="a", seed=1).values.tolist() == [30, 31]
     assert np.isnan(back.pgmigrate_success.sel(policy="b", seed=1).values).all()
+
+
+def test_grid_fast_path_equals_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_sweep stacks a full grid with NumPy (sweep.launcher._grid_dataset); it must
+    give the Dataset that xr.concat + unstack gives, variable attributes included."""
+    import sweep.launcher as launcher
+
+    parts = []
+    for n, (policy, seed) in enumerate([("b", 1), ("a", 0), ("b", 0), ("a", 1)]):
+        ds = _cell(10 * n).assign(cost=("replicate", np.array([0.5, 1.5]) * n))
+        ds["pgmigrate_success"].attrs = {"units": "pages", "long_name": "migrated"}
+        ds["replicate"].attrs = {"long_name": "replicate zone"}
+        parts.append(({"policy": policy, "seed": seed}, ds.assign(job_dir=((), str(n)))))
+    fast = sweep_dataset(parts, ["policy", "seed"], {"title": "t"})
+    monkeypatch.setattr(launcher, "_grid_dataset", lambda *a, **k: None)
+    general = sweep_dataset(parts, ["policy", "seed"], {"title": "t"})
+    xr.testing.assert_identical(fast, general)
+    assert fast.pgmigrate_success.attrs["units"] == "pages"
+    assert fast.pgmigrate_success.sel(policy="b", seed=0).values.tolist() == [20, 21]
