@@ -1,9 +1,14 @@
-"""Benchmarks, outside the test suite: ``python -m sweep.bench compaction``.
+"""Benchmarks, outside the test suite: ``python -m sweep.bench {compaction,launcher}``.
 
-Every speed is reported as a ratio against a baseline measured in the same run on the
-same zones: the batched NumPy kernel against the per-zone reference
-(tests/reference/compaction.py). The reference's results are also compared with the
-batched ones, so a benchmark run doubles as an exactness check on large zones.
+Every speed is reported as a ratio against a baseline measured in the same run:
+
+- ``compaction``: the batched NumPy kernel against the per-zone reference
+  (tests/reference/compaction.py) on the same zones. The reference's results are also
+  compared with the batched ones, so a run doubles as an exactness check on large zones.
+- ``launcher``: the Ray launcher's driver time per cell of a multirun, the fast path
+  (sweep.cells) against every cell through Hydra (``hydra.launcher.compose=hydra``, the
+  launcher as it was before), checking that both give the same job files and sweep.nc.
+
 Results go to stdout as a table and to ``outputs/bench/<case>-<time>.json``.
 """
 
@@ -18,6 +23,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -140,6 +146,168 @@ def _print_table(rows: list[dict]) -> None:
         )
 
 
+# --------------------------------------------------------------------------------------
+# launcher: driver time per cell
+
+
+LAUNCHER_GRIDS = {
+    # cells -> the multirun overrides of a sweep of that many tiny zones
+    "seed": lambda n: ["zone=tiny", "replicates=1", f"seed=range(0,{n})"],
+    "mixed": lambda n: [
+        "zone=tiny",
+        "replicates=1",
+        "policy=default,isolate_pinned",
+        "kernel=v4_12,v6_19",
+        f"seed=range(0,{max(n // 4, 1)})",
+    ],
+}
+
+
+def _launcher_phases(
+    mode: str, overrides: list[str], sweep_dir: Path, zones_per_task: int
+) -> dict[str, Any]:
+    """Run the driver's side of ``python -m sweep -m hydra/launcher=ray <overrides>`` in this
+    process, the Ray tasks replaced by in-process calls whose time is measured apart.
+
+    Phases: ``check`` (sweep.app's check before Hydra starts), ``sweeper`` (the sweeper's
+    batch validation), ``launch`` (the launcher's driver work: compose, plan, job files,
+    JobReturns, sweep.nc). ``mode`` is ``hydra`` (before: every cell composed by Hydra
+    three times and finished by run_job) or ``fast``.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.plugins import Plugins
+
+    from sweep.app import check_multirun, select_backend
+    from sweep.cells import multirun_session
+    from sweep.config import compose_config, sweep_cells
+    from sweep.expand import check_feasible
+    from sweep.launcher import LauncherOptions, launch, run_batch, run_batch_write
+
+    argv = ["hydra/launcher=ray", *overrides, f"hydra.sweep.dir={sweep_dir.absolute()}"]
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if mode == "hydra":  # sweep.app.check_argv before sweep.cells: compose_config per cell
+        with_launcher = ["hydra/launcher=ray", *overrides]
+        for cell in sweep_cells(with_launcher):
+            config = compose_config(cell)
+            check_feasible(config)
+            select_backend(config.backend)
+    else:
+        check_multirun(argv)
+    timings["check"] = time.perf_counter() - t0
+
+    worker = {"s": 0.0, "write_s": 0.0}
+
+    def runner(batches, options, on_done, fault=None, outputs=None) -> None:
+        for i, batch in enumerate(batches):
+            t = time.perf_counter()
+            if outputs is None:
+                backend, results, _ = run_batch(batch, fault)
+            else:
+                backend, results, write_s = run_batch_write(batch, outputs[i], fault)
+                worker["write_s"] += write_s
+            worker["s"] += time.perf_counter() - t
+            on_done(i, results, backend, 0.0)
+
+    with multirun_session(argv) as (ctx, master):
+        cells = sweep_cells(list(master.hydra.overrides.task))
+        sweeper = Plugins.instance().instantiate_sweeper(
+            hydra_context=ctx, task_function=lambda cfg: None, config=master
+        )
+        t0 = time.perf_counter()
+        if mode == "hydra":  # Hydra's BasicSweeper.validate_batch_is_legal, as before
+            for cell in cells:
+                ctx.config_loader.load_sweep_config(master, list(cell))
+        else:  # CompactionSweeper's (nothing under the Ray launcher)
+            sweeper.validate_batch_is_legal(cells)
+        timings["sweeper"] = time.perf_counter() - t0
+        HydraConfig.instance().set_config(master)
+        options = LauncherOptions(zones_per_task=zones_per_task, compose=mode)
+        t0 = time.perf_counter()
+        returns = launch(options, ctx, None, master, cells, 0, runner=runner)  # type: ignore[arg-type]
+        timings["launch"] = time.perf_counter() - t0 - worker["s"]
+    assert len(returns) == len(cells) and all(r.status.name == "COMPLETED" for r in returns)
+    total = sum(timings.values())
+    return {
+        "mode": mode,
+        "cells": len(cells),
+        "driver_ms_per_cell": 1e3 * total / len(cells),
+        "phase_ms_per_cell": {k: 1e3 * v / len(cells) for k, v in timings.items()},
+        "worker_ms_per_cell": 1e3 * worker["s"] / len(cells),
+        "worker_write_ms_per_cell": 1e3 * worker["write_s"] / len(cells),
+    }
+
+
+def _same_sweeps(a: Path, b: Path, nr_cells: int) -> dict[str, bool]:
+    """Whether two sweep dirs hold the same sweep.nc numbers and the same job files."""
+    import xarray as xr
+
+    from sweep.results import open_sweep
+
+    same_nc = open_sweep(a).drop_attrs().identical(open_sweep(b).drop_attrs())
+    same_files = True
+    for num in range(nr_cells):
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            ta = (a / str(num) / ".hydra" / name).read_text().replace(str(a), "SWEEP")
+            tb = (b / str(num) / ".hydra" / name).read_text().replace(str(b), "SWEEP")
+            same_files &= ta == tb
+        ra = xr.load_dataset(a / str(num) / "result.nc")
+        rb = xr.load_dataset(b / str(num) / "result.nc")
+        same_nc &= ra.drop_attrs().identical(rb.drop_attrs())
+        same_nc &= ra.attrs["cell_hash"] == rb.attrs["cell_hash"]
+    return {"same_sweep_nc_and_results": bool(same_nc), "same_job_files": bool(same_files)}
+
+
+def bench_launcher(
+    cells: int, baseline_cells: int, grid: str, zones_per_task: int, workdir: Path
+) -> dict[str, Any]:
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)
+    before_small = _launcher_phases(
+        "hydra", LAUNCHER_GRIDS[grid](baseline_cells), workdir / "hydra", zones_per_task
+    )
+    after_small = _launcher_phases(
+        "fast", LAUNCHER_GRIDS[grid](baseline_cells), workdir / "fast-small", zones_per_task
+    )
+    check = _same_sweeps(workdir / "hydra", workdir / "fast-small", before_small["cells"])
+    after = _launcher_phases("fast", LAUNCHER_GRIDS[grid](cells), workdir / "fast", zones_per_task)
+    return {
+        "grid": grid,
+        "overrides": LAUNCHER_GRIDS[grid](cells),
+        "before": before_small,
+        "after_same_cells": after_small,
+        "after": after,
+        "ratio_same_cells": before_small["driver_ms_per_cell"] / after_small["driver_ms_per_cell"],
+        "ratio": before_small["driver_ms_per_cell"] / after["driver_ms_per_cell"],
+        **check,
+    }
+
+
+def _print_launcher(r: dict[str, Any]) -> None:
+    head = (
+        f"{'path':28} {'cells':>6} {'driver ms/cell':>15} {'check':>7} {'sweeper':>8} "
+        f"{'launch':>7} {'worker ms/cell':>15}"
+    )
+    print(head)
+    print("-" * len(head))
+    for label, row in (
+        ("before (compose=hydra)", r["before"]),
+        ("after (compose=fast)", r["after_same_cells"]),
+        ("after (compose=fast)", r["after"]),
+    ):
+        ph = row["phase_ms_per_cell"]
+        print(
+            f"{label:28} {row['cells']:6d} {row['driver_ms_per_cell']:15.2f} {ph['check']:7.2f} "
+            f"{ph['sweeper']:8.2f} {ph['launch']:7.2f} {row['worker_ms_per_cell']:15.2f}"
+        )
+    print(
+        f"ratio before/after: {r['ratio_same_cells']:.1f}x on the same {r['before']['cells']} "
+        f"cells, {r['ratio']:.1f}x against {r['after']['cells']} cells; same sweep.nc and "
+        f"results: {r['same_sweep_nc_and_results']}; same .hydra files: {r['same_job_files']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sweep.bench", description=__doc__.splitlines()[0]
@@ -164,7 +332,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not keep freed memory in the heap (see sweep/memory.py)",
     )
+    lp = sub.add_parser(
+        "launcher",
+        help="Ray launcher driver time per cell: the fast path vs every cell through Hydra",
+    )
+    lp.add_argument("--cells", type=int, default=1000, help="cells of the fast-path run")
+    lp.add_argument(
+        "--baseline-cells",
+        type=int,
+        default=100,
+        help="cells of the compose=hydra run (about 0.5 s each) and of a fast run to compare",
+    )
+    lp.add_argument("--grid", choices=sorted(LAUNCHER_GRIDS), default="seed")
+    lp.add_argument("--zones-per-task", type=int, default=64)
+    lp.add_argument("--out", default="outputs/bench", help="folder for the JSON record")
+    lp.add_argument("--keep", action="store_true", help="keep the sweep directories")
     args = parser.parse_args(argv)
+    if args.what == "launcher":
+        return main_launcher(args)
     heap_kept = False if args.glibc_defaults else keep_freed_memory()
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -207,6 +392,62 @@ def main(argv: list[str] | None = None) -> int:
     os.replace(tmp, path)
     print(f"wrote {path}")
     return 1 if any(r.get("reference_mismatches") for r in rows) else 0
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+    }
+
+
+def _write_record(out: Path, name: str, record: dict[str, Any]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def main_launcher(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    if args.cells < 1 or args.baseline_cells < 1:
+        raise SystemExit("--cells and --baseline-cells must be >= 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="launcher-", dir=out))
+    try:
+        print(
+            f"launcher: {args.baseline_cells} cells through Hydra, then {args.baseline_cells} "
+            f"and {args.cells} cells on the fast path (sweep dirs in {workdir}) ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        r = bench_launcher(args.cells, args.baseline_cells, args.grid, args.zones_per_task, workdir)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    _print_launcher(r)
+    record = {
+        "benchmark": "launcher",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "note": (
+            "driver ms/cell = check before Hydra starts + sweeper batch validation + the "
+            "launcher's driver work (compose, job files, JobReturns, sweep.nc), measured in "
+            "one process; the Ray tasks run in-process and their time (worker ms/cell: "
+            "compute, and with compose=fast the result.nc writes) is left out of it"
+        ),
+        **r,
+    }
+    print(f"wrote {_write_record(out, 'launcher', record)}")
+    ok = r["same_sweep_nc_and_results"] and r["same_job_files"]
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
