@@ -15,8 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import hydra
+import xarray as xr
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
@@ -40,7 +42,7 @@ from sweep.config import (
     validate,
 )
 from sweep.expand import check_feasible, effective_min_free_kbytes, is_snapshot_workload
-from sweep.launcher import LauncherOptions, snapshot_unsupported
+from sweep.launcher import LauncherOptions
 from sweep.memory import keep_freed_memory
 from sweep.results import (
     build_dataset,
@@ -116,8 +118,6 @@ def check_multirun(overrides: Sequence[str], config_name: str = CONFIG_NAME) -> 
                 config = to_config(composed.task_cfg)
                 validate(config)
                 if is_snapshot_workload(config):
-                    if ray_launcher:
-                        raise snapshot_unsupported()
                     reject_zone_overrides(cell)
                 check_feasible(config)
                 if config.backend not in backends:
@@ -190,10 +190,13 @@ def compact_node_attrs(cfg: DictConfig, config: SweepConfig, backend: str) -> di
 def result_attrs(
     config: SweepConfig, config_yaml: str, overrides: Sequence[str], backend: str
 ) -> dict[str, object]:
-    """Global attributes of a ``compact_node`` result.nc, from the cell's resolved config
-    (``config_yaml``) and its task overrides: no Hydra state, so a launcher can build them
-    for cells it never runs through Hydra's run_job."""
+    """Global attributes of a ``compact_node`` result.nc (``workload=snapshot``: the common
+    ones, to which :func:`snapshot_dataset` adds the snapshot's), from the cell's resolved
+    config (``config_yaml``) and its task overrides: no Hydra state, so a launcher can
+    build them for cells it never runs through Hydra's run_job."""
     attrs = _common_attrs(config, config_yaml, overrides, backend)
+    if is_snapshot_workload(config):
+        return attrs
     attrs["title"] = f"compaction-sweep: {config.workload.name} of {config.zone.name} zones"
     attrs["min_free_kbytes"] = effective_min_free_kbytes(config)
     return attrs
@@ -285,7 +288,19 @@ def run_snapshot_job(
         print(f"# compaction counters of zone {zr.label} over {nr_rep} replicates")
         print("\n".join(format_counters(result)))
 
-    attrs = common_attrs(cfg, config, xp.__name__)
+    ds = snapshot_dataset(config, common_attrs(cfg, config, xp.__name__), snapshot, zone_results)
+    path = write_netcdf(ds, output_dir / RESULT_FILE)
+    log.info("wrote %s", path)
+    print(f"# result: {path}")
+    return path
+
+
+def snapshot_dataset(
+    config: SweepConfig, attrs: dict[str, object], snapshot: Any, zone_results: Sequence[Any]
+) -> xr.Dataset:
+    """The result.nc Dataset of a ``workload=snapshot`` run (sweep.runner.run_snapshot's
+    snapshot and zone results; ``attrs``: the common attributes, see :func:`common_attrs`)."""
+    attrs = dict(attrs)
     attrs.update(
         title=f"compaction-sweep: snapshot of {snapshot.hostname}, zones "
         + ", ".join(zr.label for zr in zone_results),
@@ -307,11 +322,7 @@ def run_snapshot_job(
         }
         for zr in zone_results
     }
-    ds = build_zone_dataset({zr.label: zr.result for zr in zone_results}, zone_values, attrs)
-    path = write_netcdf(ds, output_dir / RESULT_FILE)
-    log.info("wrote %s", path)
-    print(f"# result: {path}")
-    return path
+    return build_zone_dataset({zr.label: zr.result for zr in zone_results}, zone_values, attrs)
 
 
 def cli() -> None:

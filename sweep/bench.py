@@ -201,7 +201,7 @@ def _launcher_phases(
     def runner(batches, options, on_done, fault=None, outputs=None) -> None:
         for i, batch in enumerate(batches):
             t = time.perf_counter()
-            if outputs is None:
+            if outputs is None or outputs[i] is None:
                 backend, results, _ = run_batch(batch, fault)
             else:
                 backend, results, write_s = run_batch_write(batch, outputs[i], fault)

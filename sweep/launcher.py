@@ -23,8 +23,10 @@ Hydra's sweeper hands :func:`launch` every cell of a multirun at once. In the dr
    it is not written (a stale one is removed); running the sweep again computes only the
    missing cells.
 
-``workload=snapshot`` is not supported by this launcher yet: such a sweep is rejected
-with a :class:`ConfigError` before anything runs (use the basic launcher).
+``workload=snapshot`` cells are not packed: each runs as a Ray task of its own
+(:func:`run_snapshot_cell`: every chosen zone of the snapshot file, ``replicates``
+copies each), with the same result.nc as the basic launcher writes. Their cells join
+``sweep.nc`` when they share the same zones.
 """
 
 from __future__ import annotations
@@ -131,11 +133,12 @@ def plan_batches(configs: Sequence[SweepConfig], zones_per_task: int) -> list[li
     Cells are grouped by :func:`sweep.expand.batch_key` (groups in order of first
     appearance, cells in their order) and each group is cut into runs of at most
     ``zones_per_task`` zones; a cell is never split, and a cell with more zones than
-    ``zones_per_task`` forms a batch alone.
+    ``zones_per_task`` forms a batch alone, as does every ``workload=snapshot`` cell.
     """
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, cfg in enumerate(configs):
-        groups.setdefault(batch_key(cfg), []).append(i)
+        key = ("snapshot", i) if is_snapshot_workload(cfg) else batch_key(cfg)
+        groups.setdefault(key, []).append(i)
     batches: list[list[int]] = []
     for members in groups.values():
         current: list[int] = []
@@ -171,6 +174,26 @@ def run_batch(
     xp = select_backend(configs[0].backend)
     results = run_compact_node_batch(configs, xp)
     return xp.__name__, results, time.perf_counter() - t0
+
+
+def run_snapshot_cell(
+    config: SweepConfig, output: tuple[str | None, dict[str, Any]], fault: str | None = None
+) -> tuple[str, list[xr.Dataset], float]:
+    """Run one ``workload=snapshot`` cell (sweep.runner.run_snapshot) in a Ray worker:
+    ``(backend module name, [the cell's result.nc Dataset], seconds)``. ``output``: the
+    result.nc path (written here when given) and the common attributes."""
+    from sweep.app import select_backend, snapshot_dataset
+    from sweep.runner import run_snapshot
+
+    t0 = time.perf_counter()
+    _inject_fault(fault, [config])
+    xp = select_backend(config.backend)
+    snapshot, zone_results = run_snapshot(config, xp)
+    path, attrs = output
+    ds = snapshot_dataset(config, {**attrs, "backend": xp.__name__}, snapshot, zone_results)
+    if path is not None:
+        write_netcdf(ds, path)
+    return xp.__name__, [ds], time.perf_counter() - t0
 
 
 def _inject_fault(fault: str | None, configs: Sequence[SweepConfig]) -> None:
@@ -228,25 +251,29 @@ def run_batches(
     options: LauncherOptions,
     on_done: Callable[[int, list[Any] | BaseException, str, float], None],
     fault: str | None = None,
-    outputs: Sequence[Sequence[tuple[str, dict[str, Any]]]] | None = None,
+    outputs: Sequence[Sequence[tuple[str | None, dict[str, Any]]] | None] | None = None,
 ) -> None:
     """Run each batch as one Ray task; call ``on_done(batch, results or error, backend, s)``
-    as each finishes (completion order, no barrier). With ``outputs`` (per batch, each
-    cell's result.nc path and attributes) the tasks write the cells' result.nc files
-    (:func:`run_batch_write`) and the results are the cells' datasets."""
+    as each finishes (completion order, no barrier). ``outputs[i]``, when given, holds
+    each cell's result.nc path and attributes: the task then writes the cells' result.nc
+    files (:func:`run_batch_write`) and the results are the cells' datasets. A
+    ``workload=snapshot`` batch (one cell, with its ``outputs``; a None path: not
+    written) runs :func:`run_snapshot_cell`."""
     ray = ensure_ray(options)
-    task = run_batch if outputs is None else run_batch_write
-    remote = ray.remote(task).options(
-        num_cpus=1, max_retries=options.max_retries, retry_exceptions=False
-    )
-    pending = {
-        (
-            remote.remote(list(batch), fault)
-            if outputs is None
-            else remote.remote(list(batch), list(outputs[i]), fault)
-        ): i
-        for i, batch in enumerate(batches)
-    }
+    opts = {"num_cpus": 1, "max_retries": options.max_retries, "retry_exceptions": False}
+    remotes = {f: ray.remote(f).options(**opts) for f in (run_batch, run_batch_write)}
+    remotes[run_snapshot_cell] = ray.remote(run_snapshot_cell).options(**opts)
+
+    def submit(i: int, batch: Sequence[SweepConfig]) -> Any:
+        out = outputs[i] if outputs is not None else None
+        if is_snapshot_workload(batch[0]):
+            assert len(batch) == 1 and out is not None
+            return remotes[run_snapshot_cell].remote(batch[0], out[0], fault)
+        if out is None:
+            return remotes[run_batch].remote(list(batch), fault)
+        return remotes[run_batch_write].remote(list(batch), list(out), fault)
+
+    pending = {submit(i, batch): i for i, batch in enumerate(batches)}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
@@ -521,15 +548,6 @@ def stored_hash(path: Path) -> str | None:
         return None
 
 
-def snapshot_unsupported() -> ConfigError:
-    """The error for ``workload=snapshot`` cells under this launcher (not supported yet)."""
-    return ConfigError(
-        "workload",
-        "=snapshot is not supported by hydra/launcher=ray yet: sweep snapshots with the "
-        "basic launcher (leave hydra/launcher out)",
-    )
-
-
 def compose_cells(
     hydra_context: HydraContext,
     config: DictConfig,
@@ -552,8 +570,6 @@ def compose_cells(
         task_cfg = task_config(sweep_config)
         typed = to_config(task_cfg)
         validate(typed)
-        if is_snapshot_workload(typed):
-            raise snapshot_unsupported()
         check_feasible(typed)
         config_yaml = OmegaConf.to_yaml(task_cfg, resolve=True)
         cells.append(
@@ -588,8 +604,6 @@ def compose_cells_fast(
         if typed is None:  # not checked before Hydra started (sweep.app.check_multirun)
             typed = to_config(composed.task_cfg)
             validate(typed)
-            if is_snapshot_workload(typed):
-                raise snapshot_unsupported()
             check_feasible(typed)
         cells.append(
             Cell(
@@ -757,11 +771,14 @@ def launch(
         for cell in done:
             finish(cell, lambda _cfg, path=cell.result_path: str(path))
 
-    def write_result(cell: Cell, result: CompactNodeResult, backend: str) -> Callable:
+    def write_result(cell: Cell, result: CompactNodeResult | xr.Dataset, backend: str) -> Callable:
         def task(cfg: DictConfig) -> str:
             from sweep.app import compact_node_attrs
 
-            ds = build_dataset(result, compact_node_attrs(cfg, cell.config, backend))
+            if isinstance(result, xr.Dataset):  # workload=snapshot: built by the task
+                ds = result
+            else:
+                ds = build_dataset(result, compact_node_attrs(cfg, cell.config, backend))
             out = Path(HydraConfig.get().runtime.output_dir) / RESULT_FILE
             path = write_netcdf(ds, out)
             datasets[cell.index] = ds
@@ -804,24 +821,14 @@ def launch(
 
     if batches:
         fault = os.environ.get(FAULT_ENV) or None
-        outputs = None
-        if fast is not None:
-            from sweep.app import result_attrs
-
-            outputs = [
-                [
-                    (
-                        str(c.result_path),
-                        result_attrs(c.config, c.config_yaml, c.composed.task_overrides, ""),
-                    )
-                    for c in b
-                    if c.composed is not None
-                ]
-                for b in batches
-            ]
+        outputs = [_outputs(b, fast is not None) for b in batches]
         try:
             (runner or run_batches)(
-                [[c.config for c in b] for b in batches], options, on_done, fault, outputs
+                [[_for_worker(c.config) for c in b] for b in batches],
+                options,
+                on_done,
+                fault,
+                outputs,
             )
         finally:
             progress.close()
@@ -840,9 +847,48 @@ def launch(
         )
     else:
         cli = list(config.hydra.overrides.task)
-        path = write_sweep(sweep_dir, cells, datasets, cli)
-        log.info("wrote %s", path)
+        try:
+            path = write_sweep(sweep_dir, cells, datasets, cli)
+        except ValueError as exc:  # e.g. snapshot cells of different zones
+            sweep_file.unlink(missing_ok=True)
+            log.error(
+                "every cell has its result.nc, but %s was not written: the cells do not "
+                "join into one dataset (%s)",
+                SWEEP_FILE,
+                _one_line(exc),
+            )
+        else:
+            log.info("wrote %s", path)
     return ordered
+
+
+def _outputs(batch: Sequence[Cell], fast: bool) -> list[tuple[str | None, dict]] | None:
+    """What run_batches needs to have a batch's tasks write result.nc (fast path) or build
+    a snapshot cell's dataset: per cell, the path (None: the driver writes it) and the
+    common attributes (sweep.app.result_attrs; the task adds ``backend``)."""
+    from sweep.app import result_attrs
+
+    if not fast and not is_snapshot_workload(batch[0].config):
+        return None
+    out = []
+    for c in batch:
+        if c.composed is not None:
+            overrides = list(c.composed.task_overrides)
+        else:
+            assert c.sweep_config is not None
+            overrides = list(c.sweep_config.hydra.overrides.task)
+        attrs = result_attrs(c.config, c.config_yaml, overrides, "")
+        out.append((str(c.result_path) if fast else None, attrs))
+    return out
+
+
+def _for_worker(config: SweepConfig) -> SweepConfig:
+    """``config`` as a Ray task gets it: a snapshot path made absolute (the driver's
+    directory need not be the worker's)."""
+    if not is_snapshot_workload(config):
+        return config
+    path = str(Path(str(config.workload.path)).expanduser().absolute())
+    return dataclasses.replace(config, workload=dataclasses.replace(config.workload, path=path))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -244,11 +244,11 @@ def test_failing_batch_fails_only_its_cells(tmp_path: Path) -> None:
         (["no_such_key=1,2"], "no_such_key is not a config key"),
         (
             ["workload=snapshot", "workload.path=x.npz", "seed=0,1"],
-            "workload=snapshot is not supported by hydra/launcher=ray",
+            "workload.path=x.npz: no such file",
         ),
         (["seed=0,1", "hydra.launcher.zones_per_task=0"], "hydra.launcher.zones_per_task=0"),
     ],
-    ids=["unknown-key", "out-of-range", "sweep-over-missing-key", "snapshot", "launcher-value"],
+    ids=["unknown-key", "out-of-range", "sweep-over-missing-key", "no-snapshot", "launcher-value"],
 )
 def test_bad_input_fails_before_any_task(
     tmp_path: Path, overrides: list[str], message: str
@@ -339,3 +339,45 @@ def test_grid_fast_path_equals_the_general_path(monkeypatch: pytest.MonkeyPatch)
     xr.testing.assert_identical(fast, general)
     assert fast.pgmigrate_success.attrs["units"] == "pages"
     assert fast.pgmigrate_success.sel(policy="b", seed=0).values.tolist() == [20, 21]
+
+
+def test_snapshot_sweep_runs_each_cell_as_its_own_task(tmp_path: Path) -> None:
+    """workload=snapshot under the Ray launcher: one Ray task per cell, result.nc as the
+    basic launcher writes it (same numbers as the cell run in process), sweep.nc over the
+    swept keys with the snapshot's zone dimension."""
+    from sweep.app import snapshot_dataset
+    from sweep.runner import run_snapshot
+    from sweep.snapshot import save_snapshot
+    from tests.test_snapshot_workload import make_snapshot
+
+    save_snapshot(make_snapshot(), tmp_path / "snap.npz")
+    grid = [
+        "workload=snapshot",
+        "workload.path=snap.npz",  # relative to the driver's directory
+        "replicates=2",
+        "kernel=v4_12,v6_19",
+        "workload.pinned_fraction=0.0,0.05",
+    ]
+    proc = multirun(tmp_path, tmp_path / "sweep", *grid)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "-> 4 Ray tasks" in proc.stdout + proc.stderr
+    sweep = open_sweep(tmp_path / "sweep")
+    assert list(sweep.sizes)[:4] == ["kernel", "workload.pinned_fraction", "zone", "replicate"]
+    assert sweep.zone.values.tolist() == ["0:DMA32", "0:Normal"]
+    for num in range(4):
+        job = tmp_path / "sweep" / str(num)
+        cell = xr.load_dataset(job / "result.nc")
+        assert cell.attrs["snapshot_hostname"] == "fixture-host"
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        kernel = "v4_12" if "kernel=v4_12" in overrides else "v6_19"
+        fraction = 0.05 if "pinned_fraction=0.05" in overrides else 0.0
+        cfg = compose_config(
+            ["workload=snapshot", f"workload.path={tmp_path / 'snap.npz'}", "replicates=2"]
+            + [f"kernel={kernel}", f"workload.pinned_fraction={fraction}"]
+        )
+        alone = snapshot_dataset(cfg, {}, *run_snapshot(cfg, np))
+        assert_same_numbers(cell, alone)
+        part = sweep.sel(kernel=kernel, **{"workload.pinned_fraction": fraction})
+        assert_same_numbers(
+            part.drop_vars(["kernel", "workload.pinned_fraction"])[list(alone.data_vars)], alone
+        )
