@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from kernels.backend import BackendError, get_xp
 from kernels.buddy import format_buddyinfo as format_line
+from kernels.program import KCOMPACTD_NAMES
 from sweep.cells import CellComposer, multirun_session, parse_overrides, remember_checked
 from sweep.config import (
     CONF_DIR,
@@ -37,6 +39,7 @@ from sweep.config import (
     composition_error,
     register_configs,
     reject_zone_overrides,
+    scenario_order,
     sweep_cells,
     to_config,
     validate,
@@ -52,6 +55,14 @@ from sweep.results import (
     write_netcdf,
 )
 from sweep.runner import run_compact_node, run_snapshot
+from sweep.scenario import (
+    build_program,
+    build_scenario_dataset,
+    format_phase_table,
+    is_scenario,
+    kcompactd_mode,
+    run_scenario_batch,
+)
 from sweep.version import cell_hash, code_version
 
 log = logging.getLogger(__name__)
@@ -165,6 +176,8 @@ def run_job(cfg: DictConfig, output_dir: Path) -> Path:
     xp = select_backend(config.backend)
     if is_snapshot_workload(config):
         return run_snapshot_job(cfg, config, xp, output_dir)
+    if is_scenario(config):
+        return run_scenario_job(cfg, config, xp, output_dir)
     result = run_compact_node(config, xp)
 
     zone = f"zone {config.zone.name}, {config.zone.nr_pages:,} pages"
@@ -323,6 +336,53 @@ def snapshot_dataset(
         for zr in zone_results
     }
     return build_zone_dataset({zr.label: zr.result for zr in zone_results}, zone_values, attrs)
+
+
+def scenario_attrs(cfg: DictConfig, config: SweepConfig, backend: str) -> dict[str, object]:
+    """Global attributes of a time-stepped workload's result.nc."""
+    attrs = common_attrs(cfg, config, backend)
+    program = build_program(config)
+    attrs.update(
+        title=f"compaction-sweep: {config.workload.name} on {config.zone.name} zones",
+        min_free_kbytes=effective_min_free_kbytes(config),
+        order=scenario_order(config),
+        gfp=config.workload.gfp,
+        kcompactd=KCOMPACTD_NAMES[kcompactd_mode(config)],
+        stop_below_watermark=config.policy.stop_below_watermark,
+        tick_ms=program.tick_ms,
+        ticks=program.n_ticks,
+    )
+    return attrs
+
+
+def run_scenario_job(
+    cfg: DictConfig, config: SweepConfig, xp: ModuleType, output_dir: Path
+) -> Path:
+    """A time-stepped workload: run its program, print a per-phase table, write result.nc."""
+    program = build_program(config)
+    zone = f"zone {config.zone.name}, {config.zone.nr_pages:,} pages"
+    print(
+        f"# {config.workload.name}: {len(program.phases)} phase(s), {program.n_ticks:,} ticks of "
+        f"{program.tick_ms:g} ms, order {scenario_order(config)} {config.workload.gfp} attempts, "
+        f"kcompactd {KCOMPACTD_NAMES[kcompactd_mode(config)]}, kernel {config.kernel.profile}; "
+        f"{zone}, {config.replicates} replicates"
+    )
+    t0 = time.perf_counter()
+    [result] = run_scenario_batch([config], xp, check_invariants=config.check_invariants)
+    seconds = time.perf_counter() - t0
+    print(f"# /proc/buddyinfo at the start ({zone}; Node N = replicate N)")
+    print("\n".join(format_buddyinfo(result.buddyinfo[:, 0])))
+    print("# /proc/buddyinfo at the end")
+    print("\n".join(format_buddyinfo(result.buddyinfo[:, 1])))
+    print(f"# per phase, mean over {result.nr_zones} replicates (/proc/vmstat names)")
+    print("\n".join(format_phase_table(result)))
+    zone_ticks = program.n_ticks * result.nr_zones
+    print(f"# {zone_ticks:,} zone-ticks in {seconds:.2f} s ({zone_ticks / seconds:,.0f}/s)")
+    attrs = scenario_attrs(cfg, config, xp.__name__)
+    path = write_netcdf(build_scenario_dataset(result, attrs), output_dir / RESULT_FILE)
+    log.info("wrote %s", path)
+    print(f"# result: {path}")
+    return path
 
 
 def cli() -> None:

@@ -31,6 +31,7 @@ from kernels.compaction import CompactParams, compact_node
 from kernels.fragment import FragmentParams, make_zone_state
 from kernels.rng import zone_seed
 from kernels.zone import KernelProfile, ZoneState
+from sweep.bench_tick import TICK_CASES, bench_tick
 from sweep.memory import keep_freed_memory
 
 GIB_PAGES = 262144
@@ -347,9 +348,24 @@ def main(argv: list[str] | None = None) -> int:
     lp.add_argument("--zones-per-task", type=int, default=64)
     lp.add_argument("--out", default="outputs/bench", help="folder for the JSON record")
     lp.add_argument("--keep", action="store_true", help="keep the sweep directories")
+    tp = sub.add_parser(
+        "tick", help="time-stepped engine: zone-ticks/s, batched vs the per-zone reference"
+    )
+    tp.add_argument("--case", choices=sorted(TICK_CASES), action="append", help="default: 64x4g")
+    tp.add_argument("--profile", choices=["v4_12", "v6_19"], action="append", help="default: both")
+    tp.add_argument("--ticks", type=int, default=50, help="timed ticks (after a warm-up)")
+    tp.add_argument("--events", type=int, default=64, help="background allocations per tick")
+    tp.add_argument(
+        "--reference-zones", type=int, default=1, help="zones the reference runs (0 skips it)"
+    )
+    tp.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--out", default="outputs/bench", help="folder for the JSON record")
     args = parser.parse_args(argv)
     if args.what == "launcher":
         return main_launcher(args)
+    if args.what == "tick":
+        return main_tick(args)
     heap_kept = False if args.glibc_defaults else keep_freed_memory()
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -448,6 +464,54 @@ def main_launcher(args: argparse.Namespace) -> int:
     print(f"wrote {_write_record(out, 'launcher', record)}")
     ok = r["same_sweep_nc_and_results"] and r["same_job_files"]
     return 0 if ok else 1
+
+
+def main_tick(args: argparse.Namespace) -> int:
+    heap_kept = keep_freed_memory()
+    if args.ticks < 1 or args.events < 0 or args.reference_zones < 0:
+        raise SystemExit("--ticks >= 1, --events >= 0 and --reference-zones >= 0 required")
+    rows = []
+    for case in args.case or ["64x4g"]:
+        for profile in [KernelProfile[p.upper()] for p in (args.profile or ["v6_19", "v4_12"])]:
+            print(f"tick {case} {profile.name.lower()} ...", file=sys.stderr, flush=True)
+            rows.append(
+                bench_tick(
+                    case,
+                    profile,
+                    args.ticks,
+                    args.events,
+                    args.reference_zones,
+                    args.seed,
+                    args.backend,
+                )
+            )
+    print(
+        f"{'case':8} {'profile':7} {'backend':7} {'ms/zone-tick':>13} {'zone-ticks/s':>13} "
+        f"{'reference zt/s':>15} {'ratio':>8} {'exact':>6}"
+    )
+    for r in rows:
+        ref = f"{r['reference_zone_ticks_per_s']:15,.1f}" if "reference_s" in r else f"{'-':>15}"
+        ratio = f"{r['ratio']:7.1f}x" if "reference_s" in r else f"{'-':>8}"
+        exact = ("yes" if r["exact"] else "NO") if "reference_s" in r else "-"
+        print(
+            f"{r['case']:8} {r['profile']:7} {r['backend']:7} "
+            f"{r['batched_ms_per_zone_tick']:13.3f} {r['batched_zone_ticks_per_s']:13,.0f} "
+            f"{ref} {ratio} {exact:>6}"
+        )
+    record = {
+        "benchmark": "tick",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "note": (
+            "stress-highalloc-like pass after a warm-up (load + one nowait order-9 attempt per "
+            "tick, kswapd, reactive kcompactd); ratio = batched zone-ticks/s / reference "
+            "zone-ticks/s on the reference's zones, same run; exact = identical TickResult"
+        ),
+        "freed_memory_kept_in_heap": heap_kept,
+        "rows": rows,
+    }
+    print(f"wrote {_write_record(Path(args.out), 'tick', record)}")
+    return 0 if all(r.get("exact", True) for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from omegaconf.errors import (
 from kernels.backend import BACKENDS
 from kernels.fragment import FRACTION_FIELDS as FRACTION_KEYS
 from kernels.fragment import FREE_QUARTER_MAX_FOLIO_ORDER, LAYOUTS
+from kernels.program import GFP_NAMES, KCOMPACTD_NAMES
 from kernels.zone import (
     MAX_FOLIO_ORDER,
     MAX_PAGE_ORDER,
@@ -52,6 +53,9 @@ PAGE_FRACTION_KEYS = (
     "pinned_fraction",
 )
 PROFILES = {"v4_12": KernelProfile.V4_12, "v6_19": KernelProfile.V6_19}
+KCOMPACTD_MODES = ("auto", *KCOMPACTD_NAMES)
+GFP_CLASSES = GFP_NAMES
+ATTEMPT_MIGRATETYPES = ("unmovable", "movable", "reclaimable")  # MigrateType 0, 1, 2
 # vm.watermark_scale_factor sysctl range: [1, 1000] until 5.x raised the ceiling to 3000.
 WATERMARK_SCALE_FACTOR_MAX = {"v4_12": 1000, "v6_19": 3000}
 
@@ -101,6 +105,12 @@ class PolicyConfig:
     # Seed 003: skip pinned (elevated refcount) pages before isolation, as upstream does
     # in both profiles; false emulates the pre-2014 isolate-then-fail behaviour.
     skip_pinned: bool = True
+    # kcompactd mode of the time-stepped workloads (docs/tick-model.md 3.6): auto (the
+    # kernel profile's own: reactive for v4_12, proactive_score for v6_19), none,
+    # reactive, proactive_demand (seed 000 patch 6) or proactive_score (kernel >= 5.9).
+    kcompactd: str = "auto"
+    proactiveness: int = 20  # vm.compaction_proactiveness (proactive_score)
+    stop_below_watermark: bool = False  # seed 000 patch 5: stop when free < watermark
 
 
 @dataclass
@@ -136,13 +146,66 @@ class SnapshotWorkloadConfig(WorkloadConfig):
 
 
 @dataclass
+class ScenarioConfig(WorkloadConfig):
+    """Common keys of the time-stepped workloads (docs/tick-model.md)."""
+
+    gfp: str = "nowait"  # high-order attempts: nowait | movable | thp (GFP_NAMES)
+    attempt_mt: str = "movable"  # migratetype of the attempts: movable | unmovable | reclaimable
+    default_order: int = 4  # attempt order when the top-level order is -1
+    file_fraction: float = 1.0  # movable pages of the initial zone that are page cache
+    tick_ms: float = 10.0  # simulated time per tick
+    sample_every: int = 10  # ticks between buddyinfo samples
+    kswapd_rounds: int = 32  # reclaim rounds of 32 pages kswapd may do per tick
+
+
+@dataclass
+class HolepunchConfig(ScenarioConfig):
+    """Seed 000 patches 2-4: punch every other page of a file, then GFP_NOWAIT attempts."""
+
+    free_fraction: float = 0.0  # free memory before punching (above the file)
+    unmovable_fraction: float = 0.0
+    reclaimable_fraction: float = 0.0
+    attempts: int = 2000  # high-order attempts, one per tick
+    keep: bool = True  # successful attempts stay allocated (free memory runs out)
+
+
+@dataclass
+class StressHighallocConfig(ScenarioConfig):
+    """mmtests stress-highalloc (kernel-model.md 10): build-like load, passes 1, 2, 3."""
+
+    mb_per_sec: int = 16  # HIGHALLOC_ALLOC_RATE: attempt interval (4096 << order) / rate
+    percent: int = 95  # HIGHALLOC_PERCENTAGE: attempts per pass cover this much of memory
+    load_pages_per_s: int = 2000  # background allocations per second of simulated time
+    load_mix: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.03, 0.07])
+    load_occupancy: float = 0.9  # probe frees balance allocations at this occupancy
+    warmup_turnover: float = 1.5  # warm-up allocates this many zones' worth of pages
+    warmup_ticks: int = 100  # over this many ticks (load alone, from an empty zone)
+    rested_min_free_kbytes: int = 1024  # min_free_kbytes for pass 3 (at rest)
+
+
+@dataclass
+class PinnedConfig(ScenarioConfig):
+    """Seed 003: most of the zone pinned (RDMA), THP faults with direct compaction."""
+
+    free_fraction: float = 0.04
+    pinned_fraction: float = 0.9375  # ~120 GB of 128 GB
+    unmovable_fraction: float = 0.01
+    reclaimable_fraction: float = 0.005
+    pollution: float = 0.0  # share of unmovable/reclaimable pages inside movable blocks
+    attempts: int = 64  # THP faults, one per tick
+    keep: bool = True
+
+
+@dataclass
 class SweepConfig:
     zone: ZoneConfig = MISSING
     kernel: KernelConfig = MISSING
     policy: PolicyConfig = MISSING
-    # CompactNodeConfig or SnapshotWorkloadConfig, chosen by the workload group option.
+    # A WorkloadConfig subclass, chosen by the workload group option.
     workload: WorkloadConfig = MISSING
-    order: int = -1  # compaction order; -1 = whole zone (compact_memory)
+    # compact_node/snapshot: -1 only (whole zone). Time-stepped workloads: the order of
+    # the high-order attempts, 1..10; -1 takes the workload's default_order.
+    order: int = -1
     replicates: int = 4  # zones per cell, each from its own seed; the Z axis
     seed: int = 0  # base seed; replicate r uses kernels.rng.zone_seed(seed, r)
     backend: str = "auto"  # "auto" | "numpy" | "cupy"
@@ -158,6 +221,9 @@ def register_configs() -> None:
     cs.store(group="policy", name="base_policy", node=PolicyConfig)
     cs.store(group="workload", name="base_compact_node", node=CompactNodeConfig)
     cs.store(group="workload", name="base_snapshot", node=SnapshotWorkloadConfig)
+    cs.store(group="workload", name="base_holepunch", node=HolepunchConfig)
+    cs.store(group="workload", name="base_stress_highalloc", node=StressHighallocConfig)
+    cs.store(group="workload", name="base_pinned", node=PinnedConfig)
 
 
 def to_config(cfg: DictConfig) -> SweepConfig:
@@ -238,14 +304,23 @@ def validate(cfg: SweepConfig) -> None:
         WATERMARK_SCALE_FACTOR_MAX[cfg.kernel.profile],
     )
 
+    if cfg.policy.kcompactd not in KCOMPACTD_MODES:
+        raise ConfigError(
+            "policy.kcompactd",
+            f"={cfg.policy.kcompactd!r} is not one of {', '.join(KCOMPACTD_MODES)}",
+        )
+    _check_range("policy.proactiveness", cfg.policy.proactiveness, 0, 100)
+
     wl = cfg.workload
-    if isinstance(wl, SnapshotWorkloadConfig):
+    _check_range("order", cfg.order, -1, MAX_PAGE_ORDER)
+    if isinstance(wl, ScenarioConfig):
+        _validate_scenario(cfg, wl)
+    elif isinstance(wl, SnapshotWorkloadConfig):
         _validate_snapshot_workload(wl)
     else:
         _validate_compact_node(wl)
 
-    _check_range("order", cfg.order, -1, MAX_PAGE_ORDER)
-    if cfg.order != -1:
+    if not isinstance(wl, ScenarioConfig) and cfg.order != -1:
         raise ConfigError(
             "order",
             f"={cfg.order} cannot be used with workload={wl.name}: it compacts the whole "
@@ -285,6 +360,78 @@ def _validate_snapshot_workload(wl: SnapshotWorkloadConfig) -> None:
         raise ConfigError("workload.path", "='' is empty: give the snapshot file to simulate")
     parse_zone_selector(str(wl.zone))
     _check_range("workload.pinned_fraction", wl.pinned_fraction, 0, 1)
+
+
+def scenario_order(cfg: SweepConfig) -> int:
+    """The attempt order of a time-stepped workload (``order``, or its default_order)."""
+    assert isinstance(cfg.workload, ScenarioConfig)
+    return cfg.workload.default_order if cfg.order == -1 else cfg.order
+
+
+def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
+    """Values of the time-stepped workloads (holepunch, stress_highalloc, pinned)."""
+    if cfg.zone.nr_pages % 1024:
+        raise ConfigError(
+            "zone.nr_pages",
+            f"={cfg.zone.nr_pages} must be a multiple of 1024 (whole order-10 blocks) for "
+            f"workload={wl.name}",
+        )
+    if wl.gfp not in GFP_CLASSES:
+        raise ConfigError("workload.gfp", f"={wl.gfp!r} is not one of {', '.join(GFP_CLASSES)}")
+    if wl.attempt_mt not in ATTEMPT_MIGRATETYPES:
+        raise ConfigError(
+            "workload.attempt_mt",
+            f"={wl.attempt_mt!r} is not one of {', '.join(ATTEMPT_MIGRATETYPES)}",
+        )
+    _check_range("workload.default_order", wl.default_order, 1, MAX_PAGE_ORDER)
+    order = scenario_order(cfg)
+    if order < 1:
+        raise ConfigError("order", f"={cfg.order} is not an allocation order (1..{MAX_PAGE_ORDER})")
+    if wl.gfp != "nowait" and order <= 3:
+        raise ConfigError(
+            "order",
+            f"={order} with workload.gfp={wl.gfp}: only costly orders (> 3) are modelled for "
+            "direct compaction (kernel-model.md 4.10); use 4..10 or gfp=nowait",
+        )
+    _check_range("workload.file_fraction", wl.file_fraction, 0, 1)
+    if not wl.tick_ms > 0:
+        raise ConfigError("workload.tick_ms", f"={wl.tick_ms} must be > 0")
+    if wl.sample_every < 1:
+        raise ConfigError("workload.sample_every", f"={wl.sample_every} must be >= 1")
+    if wl.kswapd_rounds < 0:
+        raise ConfigError("workload.kswapd_rounds", f"={wl.kswapd_rounds} must be >= 0")
+    fractions = [
+        k
+        for k in ("free_fraction", "unmovable_fraction", "reclaimable_fraction", "pinned_fraction")
+        if hasattr(wl, k)
+    ]
+    for key in fractions:
+        _check_range(f"workload.{key}", getattr(wl, key), 0, 1)
+    total = sum(getattr(wl, k) for k in fractions)
+    if total > 1 + 1e-9:
+        names = " + ".join(f"workload.{key}" for key in fractions)
+        raise ConfigError(names, f" = {total:g} exceeds 1 (the rest of the zone is movable)")
+    if hasattr(wl, "pollution"):
+        _check_range("workload.pollution", wl.pollution, 0, 1)
+    if hasattr(wl, "attempts") and wl.attempts < 1:
+        raise ConfigError("workload.attempts", f"={wl.attempts} must be >= 1")
+    if isinstance(wl, StressHighallocConfig):
+        if wl.mb_per_sec < 1:
+            raise ConfigError("workload.mb_per_sec", f"={wl.mb_per_sec} must be >= 1")
+        _check_range("workload.percent", wl.percent, 1, 100)
+        if len(wl.load_mix) != 4 or min(wl.load_mix) < 0 or abs(sum(wl.load_mix) - 1) > 1e-6:
+            raise ConfigError(
+                "workload.load_mix",
+                f"={list(wl.load_mix)} must be 4 non-negative shares (anon, file, unmovable, "
+                "reclaimable) summing to 1",
+            )
+        _check_range("workload.load_occupancy", wl.load_occupancy, 0.05, 1)
+        if wl.load_pages_per_s < 0:
+            raise ConfigError("workload.load_pages_per_s", f"={wl.load_pages_per_s} must be >= 0")
+        _check_range("workload.warmup_turnover", wl.warmup_turnover, 0, 100)
+        if wl.warmup_ticks < 1:
+            raise ConfigError("workload.warmup_ticks", f"={wl.warmup_ticks} must be >= 1")
+        _check_range("workload.rested_min_free_kbytes", wl.rested_min_free_kbytes, 128, 65536)
 
 
 def _validate_compact_node(wl: CompactNodeConfig) -> None:
@@ -329,7 +476,13 @@ def _known_keys() -> list[str]:
         "zone": [ZoneConfig],
         "kernel": [KernelConfig],
         "policy": [PolicyConfig],
-        "workload": [CompactNodeConfig, SnapshotWorkloadConfig],
+        "workload": [
+            CompactNodeConfig,
+            SnapshotWorkloadConfig,
+            HolepunchConfig,
+            StressHighallocConfig,
+            PinnedConfig,
+        ],
     }
     keys = [f.name for f in dataclasses.fields(SweepConfig)]
     for group, classes in schema.items():

@@ -29,6 +29,7 @@ from kernels.zone import (
 from sweep.config import (
     PROFILES,
     ConfigError,
+    ScenarioConfig,
     SnapshotWorkloadConfig,
     SweepConfig,
     parse_zone_selector,
@@ -80,6 +81,11 @@ def check_feasible(cfg: SweepConfig) -> None:
     if is_snapshot_workload(cfg):
         select_zones(load_workload_snapshot(cfg), str(cfg.workload.zone))
         return
+    if isinstance(cfg.workload, ScenarioConfig):
+        from sweep.scenario import check_scenario_feasible
+
+        check_scenario_feasible(cfg)
+        return
     try:
         fragment_counts(fragment_params(cfg))
     except ValueError as exc:
@@ -126,6 +132,10 @@ def batch_key(cfg: SweepConfig) -> tuple[Any, ...]:
     """
     if is_snapshot_workload(cfg):
         raise ValueError("workload=snapshot cells are not packed into compact_node batches")
+    if isinstance(cfg.workload, ScenarioConfig):
+        from sweep.scenario import scenario_batch_key
+
+        return scenario_batch_key(cfg)
     wl = cfg.workload
     return (
         wl.name,

@@ -40,8 +40,22 @@ def test_config_groups_have_the_documented_options() -> None:
     assert set(GROUPS) == {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
     assert group_options("zone") == sorted(ZONE_PAGES)
     assert group_options("kernel") == ["v4_12", "v6_19"]
-    assert group_options("policy") == ["default", "isolate_pinned"]
-    assert group_options("workload") == ["compact_node", "snapshot"]
+    assert group_options("policy") == [
+        "default",
+        "isolate_pinned",
+        "kcompactd_none",
+        "proactive_demand",
+        "proactive_score",
+        "reactive",
+        "stop_below_watermark",
+    ]
+    assert group_options("workload") == [
+        "compact_node",
+        "holepunch",
+        "pinned",
+        "snapshot",
+        "stress_highalloc",
+    ]
 
 
 @pytest.mark.parametrize(

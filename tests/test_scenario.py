@@ -1,0 +1,184 @@
+"""The time-stepped workloads end to end: configs, programs, the CLI, result.nc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from kernels.program import (
+    COUNTERS,
+    GFP_MOVABLE,
+    GFP_NOWAIT,
+    GFP_THP,
+    KCOMPACTD_PROACTIVE_DEMAND,
+    KCOMPACTD_PROACTIVE_SCORE,
+    KCOMPACTD_REACTIVE,
+)
+from sweep.config import ConfigError, compose_config
+from sweep.scenario import (
+    attempt_interval_ms,
+    build_program,
+    kcompactd_mode,
+    run_scenario_batch,
+    success_runs,
+)
+from tests.clirun import run_sweep
+
+# 8 pageblocks cannot spare whole unmovable/reclaimable blocks next to 94 % pinned memory.
+TINY_PINNED = ["zone=tiny", "workload.unmovable_fraction=0", "workload.reclaimable_fraction=0"]
+TINY_STRESS = [
+    "workload=stress_highalloc",
+    "zone=tiny",
+    "replicates=2",
+    "workload.warmup_ticks=20",
+]
+
+
+def test_stress_highalloc_program_follows_mmtests() -> None:
+    cfg = compose_config(["workload=stress_highalloc", "zone=1g"])
+    prog = build_program(cfg)
+    assert [p.name for p in prog.phases] == ["warmup", "pass1", "pass2", "pass3"]
+    # MS_DELAY for order 9 at 16 MB/s is 125 ms; HIGHALLOC_COUNT is 95 % of memory.
+    assert prog.tick_ms == 125.0 == attempt_interval_ms(9, 16)
+    assert attempt_interval_ms(4, 16) == 3
+    count = (262144 >> 9) * 95 // 100
+    for p in prog.phases[1:]:
+        assert p.ticks == count and p.attempt_every == 1 and p.keep
+        assert p.attempt_gfp == GFP_NOWAIT
+    warm, pass1, _, pass3 = prog.phases
+    assert warm.attempt_every == 0 and warm.allocs_per_tick > pass1.allocs_per_tick > 0
+    assert pass3.kill_anon and pass3.drop_caches and pass3.min_free_kbytes == 1024
+    assert pass3.allocs_per_tick == pass3.frees_per_tick == 0
+    cfg4 = compose_config(["workload=stress_highalloc", "zone=1g", "order=4"])
+    prog4 = build_program(cfg4)
+    assert prog4.tick_ms == 3.0 and prog4.phases[1].ticks == (262144 >> 4) * 95 // 100
+
+
+@pytest.mark.parametrize(
+    ("overrides", "gfp"),
+    [
+        (["workload=holepunch"], GFP_NOWAIT),
+        (["workload=pinned"], GFP_THP),
+        (["workload=stress_highalloc", "workload.gfp=movable"], GFP_MOVABLE),
+    ],
+)
+def test_workload_gfp(overrides: list[str], gfp: int) -> None:
+    prog = build_program(compose_config(overrides))
+    assert all(p.attempt_gfp == gfp for p in prog.phases if p.attempt_every)
+
+
+def test_kcompactd_auto_follows_the_kernel() -> None:
+    assert kcompactd_mode(compose_config(["kernel=v4_12"])) == KCOMPACTD_REACTIVE
+    assert kcompactd_mode(compose_config(["kernel=v6_19"])) == KCOMPACTD_PROACTIVE_SCORE
+    demand = compose_config(["policy=proactive_demand"])
+    assert kcompactd_mode(demand) == KCOMPACTD_PROACTIVE_DEMAND
+    assert demand.policy.stop_below_watermark
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["workload=holepunch", "order=2", "workload.gfp=movable"], "order"),
+        (["workload=holepunch", "order=11"], "order"),
+        (["workload=pinned", "workload.attempts=0"], "workload.attempts"),
+        (["workload=holepunch", "policy.kcompactd=eager"], "policy.kcompactd"),
+        (["workload=holepunch", "zone.nr_pages=1536"], "zone.nr_pages"),
+        (["workload=stress_highalloc", "workload.load_mix=[0.5,0.5]"], "workload.load_mix"),
+        (["workload=holepunch", "workload.gfp=atomic"], "workload.gfp"),
+        (["workload=holepunch", "workload.layout=random_mix"], "workload.layout"),
+        (["workload=pinned", "workload.pinned_fraction=0.99"], "workload."),
+        (["order=4"], "order"),  # compact_node is whole-zone only
+    ],
+)
+def test_bad_scenario_input_names_the_key(overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        compose_config(overrides)
+    assert str(info.value).startswith(key), str(info.value)
+
+
+def test_bad_scenario_input_on_the_command_line_leaves_nothing(tmp_path: Path) -> None:
+    proc = run_sweep(tmp_path, "workload=pinned", "workload.attempts=-3")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: workload.attempts")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_success_runs() -> None:
+    assert success_runs(np.array([1, 1, 0, 1, 0, 0, 1, 1, 1], dtype=np.int8)) == (2.0, 3)
+    assert success_runs(np.array([0, 0], dtype=np.int8)) == (0.0, 0)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["workload=holepunch", "zone=tiny", "workload.attempts=40", "replicates=2"],
+        ["workload=pinned", *TINY_PINNED, "workload.attempts=6", "replicates=2", "kernel=v4_12"],
+        [*TINY_STRESS, "order=9"],
+    ],
+    ids=["holepunch", "pinned", "stress_highalloc"],
+)
+def test_scenario_cli_writes_result(tmp_path: Path, overrides: list[str]) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_sweep(tmp_path, *overrides, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "Success %" in proc.stdout and "zone-ticks" in proc.stdout
+    with xr.open_dataset(run_dir / "result.nc") as ds:
+        assert ds.sizes["replicate"] == 2 and ds.sizes["buddy_order"] == 11
+        for name in COUNTERS:
+            assert ds[name].dims == ("replicate", "phase"), name
+        stall = ds.compact_stall.values
+        assert (stall == ds.compact_success.values + ds.compact_fail.values).all()
+        rate = ds.success_rate.values
+        assert np.nanmin(rate) >= 0 and np.nanmax(rate) <= 100
+        assert int(ds.alloc_attempts.sum()) == ds.sizes["attempt"] * 2
+        assert ds.attempt_success.sum() == ds.alloc_success.sum()
+        assert ds.attrs["workload"] == overrides[0].split("=")[1]
+        assert (ds.page_counts.sum("page_kind") == 4096).all()
+
+
+def test_scenario_batch_equals_cells_alone() -> None:
+    """Cells packed into one batch give what each gives alone (batch invariance)."""
+    base = ["workload=holepunch", "zone=tiny", "workload.attempts=30", "replicates=2"]
+    cfgs = [
+        compose_config([*base, "seed=1"]),
+        compose_config([*base, "seed=2", "policy=proactive_demand"]),
+        compose_config([*base, "seed=3", "order=9"]),
+    ]
+    together = run_scenario_batch(cfgs, np)
+    for cfg, got in zip(cfgs, together, strict=True):
+        [alone] = run_scenario_batch([cfg], np)
+        np.testing.assert_array_equal(got.counters, alone.counters)
+        np.testing.assert_array_equal(got.attempts, alone.attempts)
+        np.testing.assert_array_equal(got.buddyinfo, alone.buddyinfo)
+
+
+def test_pinned_policy_direction() -> None:
+    """Seed 003: skipping pinned pages removes (nearly) all migration failures and LRU locks."""
+    base = ["workload=pinned", *TINY_PINNED, "workload.attempts=8", "replicates=2"]
+    [skip] = run_scenario_batch([compose_config([*base, "policy=default"])], np)
+    [isolate] = run_scenario_batch([compose_config([*base, "policy=isolate_pinned"])], np)
+    idx = {name: i for i, name in enumerate(COUNTERS)}
+    fails = idx["pgmigrate_fail"]
+    assert isolate.counters[..., fails].sum() > 0
+    # Without pins in the way the only failures left are -ENOMEM (out of free targets).
+    assert skip.counters[..., fails].sum() * 10 <= isolate.counters[..., fails].sum()
+    locks = idx["lru_lock_acquisitions"]
+    assert isolate.counters[..., locks].sum() > skip.counters[..., locks].sum()
+
+
+def test_final_state_check_catches_corruption() -> None:
+    from kernels.tick import run_program
+    from kernels.zone import KernelProfile
+    from sweep.scenario import ScenarioInvariantError, cell_inputs, check_final_state
+
+    cfg = compose_config(["workload=holepunch", "zone=tiny", "workload.attempts=5"])
+    cell = cell_inputs(cfg, np)
+    res = run_program(cell.kind, cell.block_mt, cell.zones, cell.program, KernelProfile.V6_19)
+    check_final_state(res)  # a real run passes
+    broken = np.flatnonzero(res.buddy_order[1] >= 0)[0]
+    res.kind[1, broken] = 1  # an allocated page inside a free block
+    with pytest.raises(ScenarioInvariantError, match="free pages"):
+        check_final_state(res)
