@@ -267,6 +267,9 @@ class CellComposer:
         sweep_dir = str(hydra["sweep"]["dir"])
         if "${" in sweep_dir.replace("${now:", ""):
             return f"hydra.sweep.dir={sweep_dir} interpolates other keys"
+        master_sweep = OmegaConf.to_container(self.master.hydra.sweep, resolve=False)
+        if sweep_dir != str(master_sweep["dir"]):  # type: ignore[index]
+            return f"a cell sets hydra.sweep.dir={sweep_dir}"
         handlers = (hydra.get("job_logging") or {}).get("handlers") or {}
         files = [h.get("filename") for h in handlers.values() if isinstance(h, dict)]
         files = [f for f in files if f is not None]

@@ -2,11 +2,14 @@
 
 Hydra's sweeper hands :func:`launch` every cell of a multirun at once. In the driver:
 
-1. **Compose** each cell's config exactly as Hydra's basic launcher does
-   (``load_sweep_config``, ``hydra.job.id``/``num``), validate it (sweep.config.validate,
+1. **Compose** each cell's config, validate it (sweep.config.validate,
    sweep.expand.check_feasible) and compute its content hash (sweep.version.cell_hash).
-   Any bad cell raises :class:`~sweep.config.ConfigError` before a directory or a Ray
-   task exists.
+   With ``compose=fast`` (the default) :class:`sweep.cells.CellComposer` does it: Hydra
+   composes once per config-group choice and the cell's value overrides are applied as
+   Hydra applies them (cells already checked by sweep.app before Hydra started are not
+   composed again); with ``compose=hydra`` each cell goes through Hydra's
+   ``load_sweep_config`` as in Hydra's basic launcher. Any bad cell raises before a Ray
+   task exists (sweep.app checks them all before Hydra creates the sweep directory).
 2. **Resume**: a cell whose job directory holds a ``result.nc`` with the same
    ``cell_hash`` attribute is not recomputed.
 3. **Pack** the other cells: cells with the same :func:`sweep.expand.batch_key` (array
@@ -14,10 +17,13 @@ Hydra's sweeper hands :func:`launch` every cell of a multirun at once. In the dr
    ``zones_per_task`` zones (a cell brings its ``replicates`` zones and is never split; a
    bigger cell runs alone). One Ray task per batch runs :func:`run_batch`: one
    fragmenter call and one ``compact_node`` call for all its zones, split back per cell.
-4. **Stream**: as batches finish (``ray.wait``), each cell goes through Hydra's
-   ``run_job`` (job directory ``${hydra.sweep.dir}/${hydra.sweep.subdir}``, ``.hydra/``,
-   job log, callbacks) with a task function that writes its ``result.nc`` atomically.
-   A failed batch marks its cells FAILED with the batch's exception; others go on.
+4. **Stream**: as batches finish (``ray.wait``), each cell's job is completed: with
+   ``compose=fast`` the driver has written every job directory's ``.hydra/`` files (the
+   text Hydra's ``run_job`` writes) and log up front, the Ray task writes the cells'
+   ``result.nc`` files (atomically) and the driver logs a line and makes the JobReturn;
+   with ``compose=hydra`` each cell goes through Hydra's ``run_job`` with a task function
+   that writes its ``result.nc``. A failed batch marks its cells FAILED with the batch's
+   exception; others go on.
 5. **Merge**: when every cell is done, ``sweep.nc`` in the sweep directory holds all
    cells along one dimension per swept key (:func:`sweep_dataset`). If any cell failed
    it is not written (a stale one is removed); running the sweep again computes only the
