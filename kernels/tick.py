@@ -307,6 +307,9 @@ class _Engine:
         self.ar11 = self.ar[:NORD]
         self.kind_mt = xp.asarray(_KIND_MT)
         self.fb_table = xp.asarray(np.array(FALLBACKS, dtype=np.int64))
+        ctz = np.zeros(CH, dtype=np.int64)
+        ctz[1:] = [(i & -i).bit_length() - 1 for i in range(1, CH)]
+        self.ctz = xp.asarray(ctz)  # trailing zeros of a page offset inside a block
         self._build()
 
     # ------------------------------------------------------------------ setup
@@ -347,6 +350,9 @@ class _Engine:
         self.lmf[fi] = mt.astype(xp.int8)
         self.keyf[fi] = key
         self.gcf[fi] = g.astype(xp.int8)
+        self.log_fi, self.log_key = fi, key  # the head log (_log_compact): every head
+        self._log: list[tuple[Array, Array]] = []
+        self._log_n = 0
         self.nrff[...] = xp.bincount(z * NG + g, minlength=z_n * NG)
         # the largest key of a (zone, group, block) is its lowest-PFN head in v6_19 (tail
         # keys -rank) and its highest-PFN head in v4_12 (head keys +rank)
@@ -381,10 +387,32 @@ class _Engine:
         self.keyf[fi] = key
         g = o * NMT + mt
         self.gcf[fi] = g.astype(xp.int8)
+        self._log.append((fi, key))
+        self._log_n += fi.shape[0]
         _scatter_add(xp, self.nrff, z * NG + g, 1)
         blk = pfn >> 9
         _scatter_max(xp, self.bmaxf, (z * NG + g) * self.BP + blk, key)
         _scatter_max(xp, self.sbmaxf, (z * NG + g) * self.S + (blk >> 6), key)
+
+    def _log_compact(self) -> tuple[Array, Array]:
+        """The head log, compacted: (flat index z * N + pfn, key) of every free head.
+
+        Every head ever added is logged with its key (``_build``, ``_add_heads``); an entry
+        is alive while its page is still a head with that key (keys are unique in a zone,
+        a re-added head gets a new key and a new entry), so the alive entries are exactly
+        the heads, each once. Deletions never touch the log.
+        """
+        xp = self.xp
+        if self._log:
+            fi = xp.concatenate([self.log_fi] + [a for a, _ in self._log])
+            key = xp.concatenate([self.log_key] + [b for _, b in self._log])
+        else:
+            fi, key = self.log_fi, self.log_key
+        alive = (self.bof[fi] >= 0) & (self.keyf[fi] == key)
+        self.log_fi, self.log_key = fi[alive], key[alive]
+        self._log = []
+        self._log_n = 0
+        return self.log_fi, self.log_key
 
     def _del_heads(self, z: Array, pfn: Array) -> None:
         """del_page_from_free_list for many heads; recomputes the groups whose max left."""
@@ -1484,33 +1512,190 @@ class _Engine:
 
     # ------------------------------------------------------------------ a tick
 
+    # "auto": order-0 background allocations in bulk rounds (_bulk_round) with single
+    # general events where the bulk model stops; "seq": every event one at a time (tests).
+    BG_MODE = "auto"
+    BG_ROUNDS = 8  # bulk rounds per tick before the remaining events go one at a time
+
     def _background(self, kinds: Array) -> None:
-        """Step 3: order-0 allocations, one event at a time, all zones together."""
+        """Step 3: a tick's order-0 allocations (tick-model.md 4), all zones together.
+
+        Bulk rounds: each round applies, per zone, the longest run of events from
+        ``start`` that __rmqueue_smallest serves with NR_FREE > wmark_min (_bulk_round),
+        then the event that stopped it runs alone through the general path
+        (_background_event). After BG_ROUNDS rounds the rest runs event by event.
+        """
         xp = self.xp
-        allz = xp.arange(self.Z, dtype=xp.int64)
-        zero = xp.zeros(self.Z, dtype=xp.int64)
+        z_n, a_n = kinds.shape
+        if a_n == 0:
+            return
+        start = xp.zeros(z_n, dtype=xp.int64)
+        if self.BG_MODE == "seq":
+            self._background_seq(kinds, start)
+            return
+        for _ in range(self.BG_ROUNDS):
+            j0 = self._bulk_round(kinds, start)
+            blk = xp.nonzero(j0 < a_n)[0]
+            start = xp.full(z_n, a_n, dtype=xp.int64)
+            if blk.shape[0] == 0:
+                return
+            jb = j0[blk]
+            self._background_event(blk, kinds[blk, jb])
+            start[blk] = jb + 1
+            if bool((start >= a_n).all()):
+                return
+        self._background_seq(kinds, start)
+
+    def _background_seq(self, kinds: Array, start: Array) -> None:
+        """Events j >= start[z] of every zone, one event at a time (all zones per event)."""
+        xp = self.xp
+        a_n = kinds.shape[1]
+        lo = int(start.min())
+        for j in range(lo, a_n):
+            z = xp.nonzero(start <= j)[0]
+            if z.shape[0]:
+                self._background_event(z, kinds[z, j])
+
+    def _background_event(self, z: Array, kd: Array) -> None:
+        """One background allocation (tick-model.md 4, step 3) in each zone of z."""
+        xp = self.xp
         c = self.cnt
-        for j in range(kinds.shape[1]):
-            kd = kinds[:, j]
-            mt = self.kind_mt[kd]
-            h = xp.full(self.Z, -1, dtype=xp.int64)
-            fast = self._wmark_ok(allz, zero, self.wlow)
-            fz = xp.nonzero(fast)[0]
-            if fz.shape[0]:
-                h[fz] = self._alloc(fz, zero[fz], mt[fz], kd[fz])
-            sz = xp.nonzero(~fast)[0]
-            if sz.shape[0]:
-                self._wakeup_kswapd(sz, zero[sz], True)
-                hs = self._get_page(sz, zero[sz], self.wmin[sz], mt[sz], kd[sz])
-                miss = xp.nonzero(hs < 0)[0]
-                if miss.shape[0]:
-                    zm = sz[miss]
-                    c[zm, _C["direct_reclaimed"]] += self._reclaim(zm, 32)
-                    hs[miss] = self._get_page(zm, zero[zm], self.wmin[zm], mt[zm], kd[zm])
-                h[sz] = hs
-            ok = h >= 0
-            c[:, _C["alloc_background"]] += ok
-            c[:, _C["alloc_background_fail"]] += ~ok
+        zero = xp.zeros(z.shape[0], dtype=xp.int64)
+        mt = self.kind_mt[kd]
+        h = xp.full(z.shape[0], -1, dtype=xp.int64)
+        fast = self._wmark_ok(z, zero, self.wlow[z])
+        fr = xp.nonzero(fast)[0]
+        if fr.shape[0]:
+            h[fr] = self._alloc(z[fr], zero[fr], mt[fr], kd[fr])
+        sr = xp.nonzero(~fast)[0]
+        if sr.shape[0]:
+            sz = z[sr]
+            self._wakeup_kswapd(sz, zero[sr], True)
+            hs = self._get_page(sz, zero[sr], self.wmin[sz], mt[sr], kd[sr])
+            miss = xp.nonzero(hs < 0)[0]
+            if miss.shape[0]:
+                zm = sz[miss]
+                c[zm, _C["direct_reclaimed"]] += self._reclaim(zm, 32)
+                hs[miss] = self._get_page(zm, zero[miss], self.wmin[zm], mt[sr][miss], kd[sr][miss])
+            h[sr] = hs
+        ok = (h >= 0).astype(xp.int64)
+        c[z, _C["alloc_background"]] += ok
+        c[z, _C["alloc_background_fail"]] += 1 - ok
+
+    def _bulk_round(self, kinds: Array, start: Array) -> Array:
+        """Apply events start[z] <= j < j0[z] of every zone at once; returns j0 (A: all done).
+
+        Exact for the events it applies: while NR_FREE > wmark_min (fast path, or the slow
+        path's get_page(wmark_min) after a kswapd wake-up that changes no allocation state)
+        and the lists of the event's migratetype hold a page, an order-0 allocation is
+        __rmqueue_smallest, and the order-0 allocations of one migratetype take, in event
+        order, the pages of its heads sorted by (order ascending, key descending): the
+        order-0 heads first, then each larger block page by page from its lowest pfn
+        (expand() puts the upper halves back with the newest keys, so the next allocations
+        take them before anything else, and once the block is used up the lower orders are
+        empty again). Lists of different types never interact; they share the clock only:
+        taking page i > 0 of a block splits an order-ctz(i) head (clock += ctz(i)), page 0
+        of an order-o block splits it (clock += o). A block left partly used keeps the
+        heads of its free rest, each with the key its split gave it. Heads come from the
+        head log (_log_compact), so no pageblock window is read.
+        CuPy: all steps are array ops; the callers' loop syncs once per round.
+        """
+        xp, n = self.xp, self.N
+        z_n, a_n = kinds.shape
+        i64 = xp.int64
+        fi, key = self._log_compact()
+        ez = fi // n
+        ep = fi - ez * n
+        eo = self.bof[fi].astype(i64)
+        em = self.lmf[fi].astype(i64)
+        order = xp.lexsort(xp.stack([-key, eo, em, ez]))
+        fi, key, ez, ep, eo, em = (a[order] for a in (fi, key, ez, ep, eo, em))
+        size = xp.int64(1) << eo
+        gcum = xp.cumsum(size)
+        gx = gcum - size
+        sid = ez * NMT + em
+        tot = xp.zeros(z_n * NMT, dtype=i64)
+        _scatter_add(xp, tot, sid, size)
+        segbase = xp.cumsum(tot) - tot  # the log is sorted by segment (zone, type)
+        mt = self.kind_mt[kinds]
+        jj = self.ar[None, :a_n] if a_n <= CH else xp.arange(a_n, dtype=i64)[None, :]
+        ev = jj >= start[:, None]
+        cum = xp.cumsum((mt[:, :, None] == self.ar[None, None, :NMT]) & ev[:, :, None], axis=1)
+        rank = xp.take_along_axis(cum, mt[:, :, None], axis=2)[:, :, 0] - 1
+        nr_j = self.nr_free[:, None] - (jj - start[:, None])
+        ok = (rank < xp.take_along_axis(tot.reshape(z_n, NMT), mt, axis=1)) & (
+            nr_j > self.wmin[:, None]
+        )
+        bad = ev & ~ok
+        j0 = xp.where(bad.any(axis=1), xp.argmax(bad, axis=1), a_n)
+        valid = ev & (jj < j0[:, None])
+        wake = xp.nonzero((valid & (nr_j <= self.wlow[:, None])).any(axis=1))[0]
+        vz, vj = xp.nonzero(valid)
+        if vz.shape[0]:
+            self._bulk_apply(kinds, mt, rank, vz, vj, (fi, key, ez, ep, eo, em, gcum, gx, segbase))
+        if wake.shape[0]:  # the slow path's wakeup_kswapd(0): only the first one acts
+            self._wakeup_kswapd(wake, xp.zeros(wake.shape[0], dtype=i64), True)
+        return j0
+
+    def _bulk_apply(self, kinds: Array, mt: Array, rank: Array, vz: Array, vj: Array, log) -> None:
+        """The state after the events (vz, vj) of _bulk_round (sorted by zone, event)."""
+        xp, n = self.xp, self.N
+        z_n, a_n = kinds.shape
+        i64 = xp.int64
+        fi, key, ez, ep, eo, em, gcum, gx, segbase = log
+        vm = mt[vz, vj]
+        vk = kinds[vz, vj]
+        gp = segbase[vz * NMT + vm] + rank[vz, vj]  # global page index in the sorted log
+        e = xp.searchsorted(gcum, gp, side="right")
+        i = gp - gx[e]
+        page = ep[e] + i
+        s = xp.where(i == 0, eo[e], self.ctz[i])  # clock values the allocation consumes
+        smat = xp.zeros((z_n, a_n), dtype=i64)
+        smat[vz, vj] = s
+        scum = xp.cumsum(smat, axis=1)
+        cb = (self.clock[:, None] + scum - smat)[vz, vj]  # clock before each event
+        # pages: kinds and per-block counts
+        self.kf[vz * n + page] = vk.astype(xp.uint8)
+        brow = vz * self.B + (page >> 9)
+        _scatter_add(xp, self.nfree_b.reshape(-1), brow, -1)
+        _scatter_add(xp, self.nfile_b.reshape(-1), brow[vk == FILE], 1)
+        nv = xp.bincount(vz, minlength=z_n).astype(i64)
+        self.nr_free -= nv
+        self.cnt[:, _C["alloc_background"]] += nv
+        self.clock += scum[:, -1]
+        # every head an event took a page of leaves its list
+        cnt = xp.bincount(e, minlength=fi.shape[0])
+        touched = cnt > 0
+        te = xp.nonzero(touched)[0]
+        tfi = fi[te]
+        tg = eo[te] * NMT + em[te]
+        self.bof[tfi] = -1
+        self.gcf[tfi] = -1
+        _scatter_add(xp, self.nrff, ez[te] * NG + tg, -1)
+        keep = ~touched
+        self.log_fi, self.log_key = fi[keep], key[keep]
+        # per-block maxima of the groups that lost a head, from the remaining heads
+        cid_all = (ez * NG + eo * NMT + em) * self.BP + (ep >> 9)
+        aff = xp.unique(cid_all[te])
+        self.bmaxf[aff] = NONE_KEY
+        sel = keep & xp.isin(cid_all, aff)
+        _scatter_max(xp, self.bmaxf, cid_all[sel], key[sel])
+        srow = xp.unique((aff // self.BP) * self.S + ((aff % self.BP) >> 6))
+        self.sbmaxf[srow] = self.bmax_rows[srow].max(axis=1)
+        # a block left partly used: the heads of its free rest, keys from their splits
+        pe = xp.nonzero(touched & (cnt < (xp.int64(1) << eo)))[0]
+        if pe.shape[0] == 0:
+            return
+        c = cnt[pe]
+        rem = (xp.int64(1) << eo[pe]) - c
+        kk = self.ar11[None, :10]
+        pr, k = xp.nonzero(((rem[:, None] >> kk) & 1) > 0)
+        q = c[pr] + (rem[pr] & ((xp.int64(1) << k) - 1))
+        gsplit = gx[pe[pr]] + q - (xp.int64(1) << k)  # the page whose split made the head
+        go = xp.argsort(gp)
+        ev_i = go[xp.searchsorted(gp[go], gsplit)]
+        ent = pe[pr]
+        self._add_heads(ez[ent], ep[ent] + q, k, em[ent], cb[ev_i] + s[ev_i] - k)
 
     def _attempt(self, ph: Any) -> Array:
         """Step 4: one high-order attempt per zone; returns the HELD head or -1."""
@@ -1632,6 +1817,11 @@ class _Engine:
                 fail("engine per-block FILE counts")
             if to_numpy(self.niso_b)[z].any():
                 fail("engine per-block ISOFREE counts")
+        lf = to_numpy(self._log_compact()[0])
+        heads = np.flatnonzero(bo.reshape(-1) >= 0)
+        if not np.array_equal(np.sort(lf), heads):
+            z = int((np.setxor1d(lf, heads)[0]) // self.N)
+            raise AssertionError(f"tick {t}: zone {z}: invariant violated: engine head log")
 
     def run(self, check: bool) -> TickResult:
         xp, prog = self.xp, self.prog
@@ -1706,6 +1896,8 @@ class _Engine:
                     self._phase_end(held_h, held_n)
                 if check:
                     self._check(t)
+                if self._log_n > 4 * self.log_fi.shape[0] + 65536:
+                    self._log_compact()  # bound the head log when nothing allocates
                 t += 1
             if ph.ticks == 0:
                 pass
