@@ -212,6 +212,16 @@ def result_attrs(
         return attrs
     attrs["title"] = f"compaction-sweep: {config.workload.name} of {config.zone.name} zones"
     attrs["min_free_kbytes"] = effective_min_free_kbytes(config)
+    if is_scenario(config):
+        program = build_program(config)
+        attrs.update(
+            order=scenario_order(config),
+            gfp=config.workload.gfp,
+            kcompactd=KCOMPACTD_NAMES[kcompactd_mode(config)],
+            stop_below_watermark=config.policy.stop_below_watermark,
+            tick_ms=program.tick_ms,
+            ticks=program.n_ticks,
+        )
     return attrs
 
 
@@ -339,20 +349,8 @@ def snapshot_dataset(
 
 
 def scenario_attrs(cfg: DictConfig, config: SweepConfig, backend: str) -> dict[str, object]:
-    """Global attributes of a time-stepped workload's result.nc."""
-    attrs = common_attrs(cfg, config, backend)
-    program = build_program(config)
-    attrs.update(
-        title=f"compaction-sweep: {config.workload.name} on {config.zone.name} zones",
-        min_free_kbytes=effective_min_free_kbytes(config),
-        order=scenario_order(config),
-        gfp=config.workload.gfp,
-        kcompactd=KCOMPACTD_NAMES[kcompactd_mode(config)],
-        stop_below_watermark=config.policy.stop_below_watermark,
-        tick_ms=program.tick_ms,
-        ticks=program.n_ticks,
-    )
-    return attrs
+    """Global attributes of a time-stepped workload's result.nc (:func:`result_attrs`)."""
+    return result_attrs(config, OmegaConf.to_yaml(cfg, resolve=True), _task_overrides(), backend)
 
 
 def run_scenario_job(

@@ -174,11 +174,15 @@ def run_batch(
     """
     from sweep.app import select_backend
     from sweep.runner import run_compact_node_batch
+    from sweep.scenario import is_scenario, run_scenario_batch
 
     t0 = time.perf_counter()
     _inject_fault(fault, configs)
     xp = select_backend(configs[0].backend)
-    results = run_compact_node_batch(configs, xp)
+    if is_scenario(configs[0]):  # time-stepped workloads: one kernels.tick run per batch
+        results = run_scenario_batch(configs, xp, check_invariants=configs[0].check_invariants)
+    else:
+        results = run_compact_node_batch(configs, xp)
     return xp.__name__, results, time.perf_counter() - t0
 
 
@@ -252,6 +256,16 @@ def task_error(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
+def task_gpus(backend: str, cluster_gpus: float) -> int:
+    """GPUs a batch's Ray task asks for: one where the cluster has GPUs and the backend may
+    use one (``auto`` or ``cupy``), none otherwise, so CPU-only clusters still run.
+
+    On a cluster without GPUs a ``cupy`` batch asks for none and fails in the worker with
+    the backend's own error (kernels.backend.BackendError), naming the problem.
+    """
+    return 1 if cluster_gpus >= 1 and backend in ("auto", "cupy") else 0
+
+
 def run_batches(
     batches: Sequence[Sequence[SweepConfig]],
     options: LauncherOptions,
@@ -267,17 +281,23 @@ def run_batches(
     written) runs :func:`run_snapshot_cell`."""
     ray = ensure_ray(options)
     opts = {"num_cpus": 1, "max_retries": options.max_retries, "retry_exceptions": False}
-    remotes = {f: ray.remote(f).options(**opts) for f in (run_batch, run_batch_write)}
-    remotes[run_snapshot_cell] = ray.remote(run_snapshot_cell).options(**opts)
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+    remotes: dict[tuple[Callable, int], Any] = {}
+
+    def remote(f: Callable, gpus: int) -> Any:
+        if (f, gpus) not in remotes:
+            remotes[f, gpus] = ray.remote(f).options(**opts, num_gpus=gpus)
+        return remotes[f, gpus]
 
     def submit(i: int, batch: Sequence[SweepConfig]) -> Any:
         out = outputs[i] if outputs is not None else None
+        gpus = task_gpus(batch[0].backend, cluster_gpus)
         if is_snapshot_workload(batch[0]):
             assert len(batch) == 1 and out is not None
-            return remotes[run_snapshot_cell].remote(batch[0], out[0], fault)
+            return remote(run_snapshot_cell, gpus).remote(batch[0], out[0], fault)
         if out is None:
-            return remotes[run_batch].remote(list(batch), fault)
-        return remotes[run_batch_write].remote(list(batch), list(out), fault)
+            return remote(run_batch, gpus).remote(list(batch), fault)
+        return remote(run_batch_write, gpus).remote(list(batch), list(out), fault)
 
     pending = {submit(i, batch): i for i, batch in enumerate(batches)}
     while pending:
@@ -626,6 +646,15 @@ def compose_cells_fast(
     return cells
 
 
+def result_dataset(result: Any, attrs: dict[str, Any]) -> xr.Dataset:
+    """A cell's result.nc Dataset: compact_node or time-stepped (sweep.scenario) results."""
+    from sweep.scenario import ScenarioResult, build_scenario_dataset
+
+    if isinstance(result, ScenarioResult):
+        return build_scenario_dataset(result, attrs)
+    return build_dataset(result, attrs)
+
+
 def run_batch_write(
     configs: Sequence[SweepConfig],
     outputs: Sequence[tuple[str, dict[str, Any]]],
@@ -638,7 +667,7 @@ def run_batch_write(
     t0 = time.perf_counter()
     datasets = []
     for result, (path, attrs) in zip(results, outputs, strict=True):
-        ds = build_dataset(result, {**attrs, "backend": backend})
+        ds = result_dataset(result, {**attrs, "backend": backend})
         write_netcdf(ds, path)
         datasets.append(ds)
     return backend, datasets, time.perf_counter() - t0
@@ -784,7 +813,7 @@ def launch(
             if isinstance(result, xr.Dataset):  # workload=snapshot: built by the task
                 ds = result
             else:
-                ds = build_dataset(result, compact_node_attrs(cfg, cell.config, backend))
+                ds = result_dataset(result, compact_node_attrs(cfg, cell.config, backend))
             out = Path(HydraConfig.get().runtime.output_dir) / RESULT_FILE
             path = write_netcdf(ds, out)
             datasets[cell.index] = ds

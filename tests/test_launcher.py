@@ -381,3 +381,11 @@ def test_snapshot_sweep_runs_each_cell_as_its_own_task(tmp_path: Path) -> None:
         assert_same_numbers(
             part.drop_vars(["kernel", "workload.pinned_fraction"])[list(alone.data_vars)], alone
         )
+
+
+def test_task_gpus_asks_for_a_gpu_only_where_there_is_one() -> None:
+    from sweep.launcher import task_gpus
+
+    assert task_gpus("auto", 8.0) == 1 and task_gpus("cupy", 1.0) == 1
+    assert task_gpus("numpy", 8.0) == 0
+    assert task_gpus("auto", 0.0) == 0 and task_gpus("cupy", 0.0) == 0

@@ -182,3 +182,31 @@ def test_final_state_check_catches_corruption() -> None:
     res.kind[1, broken] = 1  # an allocated page inside a free block
     with pytest.raises(ScenarioInvariantError, match="free pages"):
         check_final_state(res)
+
+
+def test_scenario_sweep_under_the_ray_launcher(tmp_path: Path) -> None:
+    """A time-stepped grid through hydra/launcher=ray: sweep.nc equals each cell run alone."""
+    from sweep.results import open_sweep
+
+    sweep_dir = tmp_path / "grid"
+    base = ["workload=holepunch", "zone=tiny", "workload.attempts=12", "replicates=2"]
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "hydra/launcher=ray",
+        *base,
+        "policy=reactive,proactive_demand",
+        "kernel=v4_12,v6_19",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ds = open_sweep(sweep_dir)
+    assert ds.sizes["policy"] == 2 and ds.sizes["kernel"] == 2 and ds.sizes["replicate"] == 2
+    for policy in ("reactive", "proactive_demand"):
+        for kernel in ("v4_12", "v6_19"):
+            cfg = compose_config([*base, f"policy={policy}", f"kernel={kernel}"])
+            [alone] = run_scenario_batch([cfg], np)
+            cell = ds.sel(policy=policy, kernel=kernel)
+            for i, name in enumerate(COUNTERS):
+                np.testing.assert_array_equal(cell[name].values, alone.counters[:, :, i])
+            np.testing.assert_array_equal(cell.attempt_success.values, alone.attempts)
