@@ -197,19 +197,28 @@ def _scatter_max(xp: ModuleType, a: Array, idx: Array, v: Array) -> None:
 
 
 def _levels_and(xp: ModuleType, a: Array) -> list[Array]:
-    """[a, pairwise and, ...]: level k is (M, 1024 >> k), 'the aligned 2^k block is all set'."""
+    """[a, pairwise and, ...]: level k is (M, 1024 >> k), 'the aligned 2^k block is all set'.
+
+    Pairs are read as one uint16 (two bool bytes, each 0 or 1): both set <=> 0x0101.
+    """
     out = [a]
     for _ in range(10):
-        a = a[:, 0::2] & a[:, 1::2]
+        a = xp.ascontiguousarray(a).view(xp.uint16) == 0x0101
         out.append(a)
     return out
 
 
 def _heads_from_levels(xp: ModuleType, full: list[Array]) -> list[Array]:
     """Heads of the greedy decomposition: fully free at level k and not at level k + 1."""
-    heads = [full[k] & ~xp.repeat(full[k + 1], 2, axis=1) for k in range(10)]
+    heads = [_not_under(xp, full[k], full[k + 1]) for k in range(10)]
     heads.append(full[10])
     return heads
+
+
+def _not_under(xp: ModuleType, lo: Array, up: Array) -> Array:
+    """lo & ~repeat(up, 2, axis=1) for bool arrays, a pair of lo as one uint16."""
+    pairs = xp.ascontiguousarray(lo).view(xp.uint16)
+    return (pairs & ~(up.astype(xp.uint16) * xp.uint16(0x0101))).view(bool)
 
 
 class _Run:
@@ -328,25 +337,21 @@ class _Engine:
         """Initial buddy state (tick-model.md 2, "Initial state") and every summary."""
         xp, z_n, n = self.xp, self.Z, self.N
         free = (self.kind == FREE).reshape(z_n * self.NC, CH)
-        heads = _heads_from_levels(xp, _levels_and(xp, free))
-        gids, orders = [], []
-        for k, hk in enumerate(heads):
-            rr, jj = xp.nonzero(hk)
-            gids.append(rr * CH + (jj << k))  # = z * N + pfn
-            orders.append(xp.full(rr.shape, k, dtype=xp.int64))
-        gid = xp.concatenate(gids)
-        order = xp.concatenate(orders)
-        srt = xp.argsort(gid)
-        gid, order = gid[srt], order[srt]
+        full = _levels_and(xp, free)
+        boc = self.bo.reshape(z_n * self.NC, CH)
+        for k in range(NORD):  # heads of order k: free at level k, not at level k + 1
+            hk = full[k] if k == 10 else _not_under(xp, full[k], full[k + 1])
+            boc[:, :: 1 << k][hk] = k
+        gid = xp.flatnonzero(self.bof >= 0)  # = z * N + pfn, ascending
+        order = self.bof[gid].astype(xp.int64)
         z = gid // n
         pfn = gid % n
         rank = xp.arange(gid.shape[0], dtype=xp.int64) - xp.searchsorted(z, z, side="left") + 1
         key = -rank if self.v6 else rank
         mt = self.bmt[z, pfn >> 9].astype(xp.int64)
         self.clock = xp.bincount(z, minlength=z_n).astype(xp.int64)
-        fi = z * n + pfn
+        fi = gid
         g = order * NMT + mt
-        self.bof[fi] = order.astype(xp.int8)
         self.lmf[fi] = mt.astype(xp.int8)
         self.keyf[fi] = key
         self.gcf[fi] = g.astype(xp.int8)
@@ -874,12 +879,44 @@ class _Engine:
         mask = (self.ar[None, :] >= off[:, None]) & (self.ar[None, :] < (off + size)[:, None])
         self._free_rows(z, h >> 10, mask, unit_head=off, unit_order=order)
 
+    RECLAIM_WINDOW = 2  # pageblocks from the CLOCK hand read first; 0: always the full walk
+
     def _reclaim(self, z: Array, n: int = 32) -> Array:
-        """reclaim(n): the next n FILE pages from the CLOCK hand, freed ascending."""
+        """reclaim(n): the next n FILE pages from the CLOCK hand, freed ascending.
+
+        Rows whose next RECLAIM_WINDOW pageblocks (from the hand's block, wrapping) hold n
+        FILE pages at or after the hand take them from that window alone (the same pages
+        the whole-zone walk takes: its first segments are exactly these blocks); the
+        others walk the zone (_reclaim_walk).
+        """
         xp, b = self.xp, self.B
         m_n = z.shape[0]
         if m_n == 0:
             return xp.zeros(0, dtype=xp.int64)
+        w = min(self.RECLAIM_WINDOW, b)
+        if w == 0:
+            return self._reclaim_walk(z, n)
+        cur = self.cursor[z]
+        cb = cur >> 9
+        blk = (cb[:, None] + self.ar[None, :w]) % b  # (M, w)
+        isfile = self.kb[(z[:, None] * b + blk).reshape(-1)].reshape(m_n, w * P) == FILE
+        isfile[:, :P] &= self.ar_p[None, :] >= (cur & (P - 1))[:, None]
+        rank = xp.cumsum(isfile, axis=1)
+        ok = rank[:, -1] >= n
+        total = xp.full(m_n, n, dtype=xp.int64)
+        tr, tp = xp.nonzero(isfile & (rank <= n) & ok[:, None])
+        pfn = blk[tr, tp >> 9] * P + (tp & (P - 1))
+        last = rank[tr, tp] == n
+        self.cursor[z[tr[last]]] = (pfn[last] + 1) % self.N
+        rest = xp.nonzero(~ok)[0]
+        if rest.shape[0]:
+            total[rest] = self._reclaim_walk(z[rest], n)
+        self._free_pfns(z[tr], pfn)
+        return total
+
+    def _reclaim_walk(self, z: Array, n: int = 32) -> Array:
+        """reclaim(n) by a walk over every pageblock from the CLOCK hand."""
+        xp, b = self.xp, self.B
         cur = self.cursor[z]
         cb = cur >> 9
         off = cur & (P - 1)
@@ -1913,9 +1950,11 @@ class _Engine:
             self._free_units(z, held_h[z, i], self.aorder[z])
 
     def _result(self, counters: np.ndarray, bi: Array, nrs: Array, att: Array) -> TickResult:
-        heads = self.bo >= 0
-        lm = self.xp.where(heads, self.lm, -1).astype(self.xp.int8)
-        key = self.xp.where(heads, self.key, 0)
+        # in place (the engine ends here): no new (Z, N) arrays, which cost page faults
+        tails = self.bo < 0
+        self.xp.copyto(self.lm, -1, where=tails)
+        self.xp.copyto(self.key, 0, where=tails)
+        lm, key = self.lm, self.key
         scal = {
             "clock": self.clock,
             "cached_migrate": self.cached_migrate,

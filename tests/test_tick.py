@@ -292,7 +292,8 @@ def test_free_paths_agree(monkeypatch, profile):
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 def test_background_paths_agree(monkeypatch, profile):
     """Bulk background rounds (_bulk_round), few rounds then one event at a time, and
-    every event one at a time give the same results (and the head log stays exact)."""
+    every event one at a time give the same results (and the head log stays exact);
+    likewise reclaim from a window of pageblocks and by the whole-zone walk."""
     import kernels.tick as tick
 
     cases = [random_case(seed, 3, nr_blocks=16)[:3] + (heavy_program(),) for seed in (51, 52)]
@@ -302,9 +303,10 @@ def test_background_paths_agree(monkeypatch, profile):
         # from its block type in the engine and the reference alike: no invariant checks
         check = i != 1
         out = []
-        for mode, rounds in (("seq", 8), ("auto", 8), ("auto", 1)):
+        for mode, rounds, window in (("seq", 8, 0), ("auto", 8, 2), ("auto", 1, 1)):
             monkeypatch.setattr(tick._Engine, "BG_MODE", mode)
             monkeypatch.setattr(tick._Engine, "BG_ROUNDS", rounds)
+            monkeypatch.setattr(tick._Engine, "RECLAIM_WINDOW", window)
             out.append(run_program(kind, bmt, zones, prog, profile, check_invariants=check))
         assert_same(out[0], out[1], f"case {i} seq vs bulk")
         assert_same(out[0], out[2], f"case {i} seq vs one bulk round")
