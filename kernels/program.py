@@ -91,6 +91,7 @@ SCALARS = (
     "compact_blockskip_flush",
     "kswapd_awake",
     "kswapd_order",
+    "kswapd_failures",
     "kcompactd_max_order",
     "reclaim_cursor",
     "wmark_min",

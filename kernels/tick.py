@@ -44,6 +44,7 @@ Layer rule: array code only (NumPy/CuPy through ``xp``); imports kernels modules
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -108,6 +109,7 @@ NMT = 3  # UNMOVABLE, MOVABLE, RECLAIMABLE
 NG = NORD * NMT  # (order, list) groups
 SB = 64  # pageblocks per superblock of the first() search
 NONE_KEY = np.iinfo(np.int64).min
+MAX_RECLAIM_RETRIES = 16  # kswapd_failures that make a node hopeless (mm/vmscan.c)
 MT_U, MT_M, MT_R = 0, 1, 2
 FALLBACKS = ((MT_R, MT_M), (MT_R, MT_U), (MT_U, MT_M))  # fallbacks[mt], KM 2.8
 
@@ -160,6 +162,7 @@ def run_program(
     *,
     backend: str = "auto",
     check_invariants: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TickResult:
     """Run ``program`` on every zone of the batch (tick-model.md 4); NumPy results.
 
@@ -167,6 +170,8 @@ def run_program(
     {0, 1, 2}; ``profile`` a :class:`KernelProfile` (or "v4_12" / "v6_19").
     ``check_invariants`` checks tick-model.md 4's invariants (and the engine's own
     summaries) after every tick and raises AssertionError naming zone and invariant.
+    ``progress(ticks_done, ticks_total)``, when given, is called after every tick (the
+    caller rate-limits what it prints).
     """
     xp = get_xp(backend)
     zones.validate()
@@ -175,7 +180,7 @@ def run_program(
         if bad:  # a probe frees an allocated order-0 page (not FREE, not part of HELD)
             raise ValueError(f"phase {ph.name}: free_kinds may not contain {bad}")
     eng = _Engine(xp, kind, block_mt, zones, program, _is_v6(profile))
-    return eng.run(check_invariants)
+    return eng.run(check_invariants, progress)
 
 
 def _scatter_add(xp: ModuleType, a: Array, idx: Array, v: Any) -> None:
@@ -258,6 +263,13 @@ class _Engine:
         if bool((self.kind > HELD).any()):
             raise ValueError("initial kinds must be FREE..HELD")
         self.bmt = xp.array(xp.asarray(block_mt), dtype=xp.int8).reshape(z_n, b)
+        if v6:
+            # An order-10 free block over two pageblocks of different types: the upper one
+            # takes the lower one's type, as __free_one_page's merge retypes the buddy
+            # (tick-model.md 2, Initial state): 6.19 keeps free lists and blocks in step.
+            whole = (self.kind.reshape(z_n, b, P) == FREE).all(axis=2)
+            pair = whole[:, 0::2] & whole[:, 1::2]
+            self.bmt[:, 1::2] = xp.where(pair, self.bmt[:, 0::2], self.bmt[:, 1::2])
         self.skip = xp.zeros((z_n, b), dtype=bool)
         self.bo = xp.full((z_n, n), -1, dtype=xp.int8)
         self.lm = xp.full((z_n, n), -1, dtype=xp.int8)
@@ -305,6 +317,7 @@ class _Engine:
         self.kswapd_awake = xp.zeros(z_n, dtype=bool)
         self.kswapd_order = zeros()
         self.kswapd_reclaimed = zeros()
+        self.kswapd_failures = zeros()
         self.kc_max_order = zeros()
         self.kc_pending = xp.zeros(z_n, dtype=bool)
         self.cursor = zeros()
@@ -895,7 +908,9 @@ class _Engine:
             return xp.zeros(0, dtype=xp.int64)
         w = min(self.RECLAIM_WINDOW, b)
         if w == 0:
-            return self._reclaim_walk(z, n)
+            total = self._reclaim_walk(z, n)
+            self.kswapd_failures[z[total > 0]] = 0  # reclaim made progress
+            return total
         cur = self.cursor[z]
         cb = cur >> 9
         blk = (cb[:, None] + self.ar[None, :w]) % b  # (M, w)
@@ -912,6 +927,7 @@ class _Engine:
         if rest.shape[0]:
             total[rest] = self._reclaim_walk(z[rest], n)
         self._free_pfns(z[tr], pfn)
+        self.kswapd_failures[z[total > 0]] = 0  # reclaim made progress
         return total
 
     def _reclaim_walk(self, z: Array, n: int = 32) -> Array:
@@ -1453,7 +1469,10 @@ class _Engine:
         self.kc_pending[z[cont]] = True
 
     def _wakeup_kswapd(self, z: Array, order: Array, direct_reclaim: bool) -> None:
-        bal = self._wmark_ok(z, order, self.whigh[z])
+        # hopeless (kswapd_failures >= MAX_RECLAIM_RETRIES) or pgdat_balanced()
+        bal = (self.kswapd_failures[z] >= MAX_RECLAIM_RETRIES) | self._wmark_ok(
+            z, order, self.whigh[z]
+        )
         if self.v6 and not direct_reclaim:
             self._wakeup_kcompactd(z[bal], order[bal])
         nb = ~bal
@@ -1483,9 +1502,13 @@ class _Engine:
             n = self._reclaim(act, 32)
             self.kswapd_reclaimed[act] += n
             self.cnt[act, _C["pgsteal_kswapd"]] += n
-            gu = act[n == 0]
-            self.kswapd_awake[gu] = False
-            self.kswapd_order[gu] = 0
+            gu = act[n == 0]  # nothing to reclaim: the node is hopeless, kswapd sleeps
+            if gu.shape[0]:
+                self.kswapd_failures[gu] = MAX_RECLAIM_RETRIES
+                self._reset_isolation(gu, check_flush=True)
+                self._wakeup_kcompactd(gu, self.kswapd_order[gu].copy())
+                self.kswapd_awake[gu] = False
+                self.kswapd_order[gu] = 0
             act = act[n > 0]
 
     def _kcompactd(self) -> None:
@@ -1860,7 +1883,7 @@ class _Engine:
             z = int((np.setxor1d(lf, heads)[0]) // self.N)
             raise AssertionError(f"tick {t}: zone {z}: invariant violated: engine head log")
 
-    def run(self, check: bool) -> TickResult:
+    def run(self, check: bool, progress: Callable[[int, int], None] | None = None) -> TickResult:
         xp, prog = self.xp, self.prog
         z_n = self.Z
         n_att = prog.n_attempts
@@ -1936,6 +1959,8 @@ class _Engine:
                 if self._log_n > 4 * self.log_fi.shape[0] + 65536:
                     self._log_compact()  # bound the head log when nothing allocates
                 t += 1
+                if progress is not None:
+                    progress(t, prog.n_ticks)
             if ph.ticks == 0:
                 pass
             counters[:, pi] = to_numpy(self.cnt)
@@ -1965,6 +1990,7 @@ class _Engine:
             "compact_blockskip_flush": self.flush,
             "kswapd_awake": self.kswapd_awake,
             "kswapd_order": self.kswapd_order,
+            "kswapd_failures": self.kswapd_failures,
             "kcompactd_max_order": self.kc_max_order,
             "reclaim_cursor": self.cursor,
             "wmark_min": self.wmin,

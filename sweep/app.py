@@ -56,6 +56,7 @@ from sweep.results import (
 )
 from sweep.runner import run_compact_node, run_snapshot
 from sweep.scenario import (
+    ProgressLine,
     build_program,
     build_scenario_dataset,
     format_phase_table,
@@ -366,7 +367,12 @@ def run_scenario_job(
         f"{zone}, {config.replicates} replicates"
     )
     t0 = time.perf_counter()
-    [result] = run_scenario_batch([config], xp, check_invariants=config.check_invariants)
+    [result] = run_scenario_batch(
+        [config],
+        xp,
+        check_invariants=config.check_invariants,
+        progress=ProgressLine(f"# {config.workload.name}"),
+    )
     seconds = time.perf_counter() - t0
     print(f"# /proc/buddyinfo at the start ({zone}; Node N = replicate N)")
     print("\n".join(format_buddyinfo(result.buddyinfo[:, 0])))

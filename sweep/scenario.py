@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -340,6 +340,7 @@ def run_scenario_batch(
     *,
     check_invariants: bool = False,
     check_every_tick: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[ScenarioResult]:
     """Run cells sharing a :func:`scenario_batch_key` as one batch; one result per cell.
 
@@ -363,7 +364,7 @@ def run_scenario_batch(
     profile = PROFILES[cfgs[0].kernel.profile]
     res = run_program(
         kind, block_mt, zones, program, profile, backend=cfgs[0].backend,
-        check_invariants=check_every_tick,
+        check_invariants=check_every_tick, progress=progress,
     )  # fmt: skip
     if check_invariants:
         check_final_state(res)
@@ -398,6 +399,37 @@ def _cell_result(program: Program, kind0: np.ndarray, res: TickResult, sl: slice
         attempt_phase=phase_of_attempt,
         scalars={k: v[sl] for k, v in res.scalars.items()},
     )
+
+
+class ProgressLine:
+    """``progress(done, total)`` for run_program: a line on stderr at most every ``every`` s.
+
+    On a terminal the line is rewritten in place; otherwise plain lines (logs, CI).
+    """
+
+    def __init__(self, label: str, every: float = 5.0, stream: Any = None) -> None:
+        import sys
+        import time
+
+        self.label, self.every = label, every
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = time.monotonic
+        self.start = self.last = self.clock()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        if now - self.last < self.every and done < total:
+            return
+        self.last = now
+        spent = now - self.start
+        eta = spent * (total - done) / done if done else float("nan")
+        text = (
+            f"{self.label}: tick {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%), "
+            f"{spent:.0f} s, ETA {eta:.0f} s"
+        )
+        end = "\r" if self.tty and done < total else "\n"
+        print(text, end=end, file=self.stream, flush=True)
 
 
 def success_runs(outcomes: np.ndarray) -> tuple[float, int]:

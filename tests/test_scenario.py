@@ -210,3 +210,17 @@ def test_scenario_sweep_under_the_ray_launcher(tmp_path: Path) -> None:
             for i, name in enumerate(COUNTERS):
                 np.testing.assert_array_equal(cell[name].values, alone.counters[:, :, i])
             np.testing.assert_array_equal(cell.attempt_success.values, alone.attempts)
+
+
+def test_progress_line_reports_and_finishes() -> None:
+    import io
+
+    from sweep.scenario import ProgressLine
+
+    out = io.StringIO()
+    line = ProgressLine("# run", every=0.0, stream=out)
+    line(1, 4)
+    line(4, 4)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("# run: tick 1/4 (25%)")
+    assert lines[-1].startswith("# run: tick 4/4 (100%)")

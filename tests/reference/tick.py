@@ -64,6 +64,7 @@ NR_ORDERS = MAX_PAGE_ORDER + 1
 PAGEBLOCK_ORDER = 9
 PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
 SWAP_CLUSTER_MAX = 32
+MAX_RECLAIM_RETRIES = 16  # kswapd_failures that make a node hopeless (mm/vmscan.c)
 
 # Migratetypes (KM 2.8) and the fallback table (KM 2.4).
 MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE = 0, 1, 2
@@ -183,10 +184,21 @@ class ZoneRef:
         # CLOCK hand reclaim_cursor starts at PFN 0.
         self.kswapd_awake = False
         self.kswapd_order = 0
+        self.kswapd_failures = 0
         self.kswapd_reclaimed = 0
         self.reclaim_cursor = 0
 
         self.counters = dict.fromkeys(COUNTERS, 0)
+
+        if self.v6:
+            # An order-10 free block over two pageblocks of different types: the upper one
+            # takes the lower one's type, as __free_one_page()'s merge retypes the buddy
+            # (TM 2 "Initial state").
+            for block in range(0, self.B, 2):
+                start = block << PAGEBLOCK_ORDER
+                span = self.kind[start : start + 2 * PAGEBLOCK_NR_PAGES]
+                if span.count(FREE) == 2 * PAGEBLOCK_NR_PAGES:
+                    self.block_mt[block + 1] = self.block_mt[block]
 
         self._init_free_lists()
 
@@ -949,6 +961,7 @@ def reclaim(z: ZoneRef, nr_to_reclaim: int) -> int:
             taken.append(pfn)
             pfn += 1
     if taken:
+        z.kswapd_failures = 0  # reclaim made progress
         # SPEC: "the last taken pfn" is the last one in the hand's walk order (after a
         # wrap it is below the cursor), not the highest PFN taken.
         z.reclaim_cursor = (taken[-1] + 1) % z.N
@@ -969,7 +982,9 @@ def wakeup_kcompactd(z: ZoneRef, order: int) -> None:
 
 def wakeup_kswapd(z: ZoneRef, order: int, direct_reclaim_allowed: bool) -> None:
     """Mirrors wakeup_kswapd() (KM 5.1): 6.19 wakes kcompactd for a balanced node."""
-    if zone_watermark_ok(z, order, z.wmark_high):  # pgdat_balanced()
+    # Hopeless node (kswapd_failures >= MAX_RECLAIM_RETRIES) or pgdat_balanced(): 4.12
+    # returns; 6.19 wakes kcompactd for requests that cannot reclaim directly.
+    if z.kswapd_failures >= MAX_RECLAIM_RETRIES or zone_watermark_ok(z, order, z.wmark_high):
         if z.v6 and not direct_reclaim_allowed:
             wakeup_kcompactd(z, order)
         return
@@ -1003,9 +1018,9 @@ def kswapd_step(z: ZoneRef) -> None:
         nr = reclaim(z, SWAP_CLUSTER_MAX)
         z.kswapd_reclaimed += nr
         z.count("pgsteal_kswapd", nr)
-        if nr == 0:  # nothing to reclaim: give up
-            z.kswapd_awake = False
-            z.kswapd_order = 0
+        if nr == 0:  # nothing to reclaim: the node is hopeless
+            z.kswapd_failures = MAX_RECLAIM_RETRIES
+            kswapd_try_to_sleep(z)  # prepare_kswapd_sleep() is true for a hopeless node
             return
 
 
@@ -1304,6 +1319,7 @@ def _result(
         "compact_blockskip_flush": int(z.compact_blockskip_flush),
         "kswapd_awake": int(z.kswapd_awake),
         "kswapd_order": z.kswapd_order,
+        "kswapd_failures": z.kswapd_failures,
         "kcompactd_max_order": z.kcompactd_max_order,
         "reclaim_cursor": z.reclaim_cursor,
         "wmark_min": z.wmark_min,
