@@ -150,7 +150,10 @@ class ScenarioConfig(WorkloadConfig):
     """Common keys of the time-stepped workloads (docs/tick-model.md)."""
 
     gfp: str = "nowait"  # high-order attempts: nowait | movable | thp (GFP_NAMES)
-    attempt_mt: str = "movable"  # migratetype of the attempts: movable | unmovable | reclaimable
+    # migratetype of the attempts: auto (gfp_migratetype() of the GFP class: GFP_NOWAIT has
+    # no __GFP_MOVABLE, so unmovable; movable and thp are movable) | unmovable | movable |
+    # reclaimable
+    attempt_mt: str = "auto"
     default_order: int = 4  # attempt order when the top-level order is -1
     file_fraction: float = 1.0  # movable pages of the initial zone that are page cache
     tick_ms: float = 10.0  # simulated time per tick
@@ -378,10 +381,10 @@ def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
         )
     if wl.gfp not in GFP_CLASSES:
         raise ConfigError("workload.gfp", f"={wl.gfp!r} is not one of {', '.join(GFP_CLASSES)}")
-    if wl.attempt_mt not in ATTEMPT_MIGRATETYPES:
+    if wl.attempt_mt not in ("auto", *ATTEMPT_MIGRATETYPES):
         raise ConfigError(
             "workload.attempt_mt",
-            f"={wl.attempt_mt!r} is not one of {', '.join(ATTEMPT_MIGRATETYPES)}",
+            f"={wl.attempt_mt!r} is not one of auto, {', '.join(ATTEMPT_MIGRATETYPES)}",
         )
     _check_range("workload.default_order", wl.default_order, 1, MAX_PAGE_ORDER)
     order = scenario_order(cfg)

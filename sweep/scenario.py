@@ -154,13 +154,22 @@ def attempt_interval_ms(order: int, mb_per_sec: int) -> int:
     return max(1, (4096 << order) // (mb_per_sec * 1048576 // 1000))
 
 
+def attempt_migratetype(wl: ScenarioConfig) -> int:
+    """``workload.attempt_mt`` as a migratetype; ``auto`` is gfp_migratetype() of the GFP
+    class (KM 2.8): GFP_NOWAIT carries no __GFP_MOVABLE, so its requests are UNMOVABLE;
+    GFP_HIGHUSER_MOVABLE and GFP_TRANSHUGE are MOVABLE."""
+    if wl.attempt_mt == "auto":
+        return int(MigrateType.UNMOVABLE if wl.gfp == "nowait" else MigrateType.MOVABLE)
+    return ATTEMPT_MIGRATETYPES.index(wl.attempt_mt)
+
+
 def build_program(cfg: SweepConfig) -> Program:
     """The phases of ``cfg``'s workload (identical for every replicate of the cell)."""
     wl = cfg.workload
     assert isinstance(wl, ScenarioConfig)
     order = scenario_order(cfg)
     gfp = GFP_NAMES.index(wl.gfp)
-    mt = ATTEMPT_MIGRATETYPES.index(wl.attempt_mt)
+    mt = attempt_migratetype(wl)
     common = dict(sample_every=wl.sample_every, kswapd_rounds=wl.kswapd_rounds)
     common["watermark_scale_factor"] = cfg.zone.watermark_scale_factor
     attempt = dict(attempt_every=1, attempt_gfp=gfp, attempt_mt=mt)

@@ -224,3 +224,14 @@ def test_progress_line_reports_and_finishes() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("# run: tick 1/4 (25%)")
     assert lines[-1].startswith("# run: tick 4/4 (100%)")
+
+
+def test_attempt_migratetype_follows_the_gfp_class() -> None:
+    from kernels.zone import MigrateType
+
+    nowait = build_program(compose_config(["workload=holepunch"]))
+    assert nowait.phases[0].attempt_mt == MigrateType.UNMOVABLE  # GFP_NOWAIT: no __GFP_MOVABLE
+    thp = build_program(compose_config(["workload=pinned"]))
+    assert thp.phases[0].attempt_mt == MigrateType.MOVABLE
+    forced = build_program(compose_config(["workload=holepunch", "workload.attempt_mt=movable"]))
+    assert forced.phases[0].attempt_mt == MigrateType.MOVABLE
