@@ -426,6 +426,10 @@ def sweep_dataset(
     combos = [tuple(coords[k] for k in keys) for coords, _ in parts]
     if len(set(combos)) != len(combos):
         raise ValueError(f"two cells have the same values of the swept keys {list(keys)}")
+    # Time-stepped cells with different programs (e.g. order=4,9 of stress_highalloc) have
+    # different time and attempt axes: those join outer (NaN where a cell has no value).
+    # Anything else must line up exactly.
+    ragged = all("time" in ds.dims and "attempt" in ds.dims for ds in datasets)
     joined = xr.concat(
         [
             ds.assign_coords({k: coords[k] for k in keys})
@@ -435,7 +439,7 @@ def sweep_dataset(
         data_vars="all",
         coords="different",
         compat="equals",
-        join="exact",
+        join="outer" if ragged else "exact",
         combine_attrs="drop",
     )
     if len(keys) == 1:  # unstack needs a MultiIndex, which one key does not make

@@ -235,3 +235,23 @@ def test_attempt_migratetype_follows_the_gfp_class() -> None:
     assert thp.phases[0].attempt_mt == MigrateType.MOVABLE
     forced = build_program(compose_config(["workload=holepunch", "workload.attempt_mt=movable"]))
     assert forced.phases[0].attempt_mt == MigrateType.MOVABLE
+
+
+def test_sweep_dataset_joins_cells_with_different_time_axes() -> None:
+    """order=4,9 of stress_highalloc: different tick lengths and attempt counts join outer."""
+    from sweep.launcher import sweep_dataset
+    from sweep.scenario import build_scenario_dataset
+
+    parts = []
+    for order in (4, 9):
+        cfg = compose_config([*TINY_STRESS, f"order={order}", "replicates=1"])
+        [res] = run_scenario_batch([cfg], np)
+        parts.append(({"order": order}, build_scenario_dataset(res, {})))
+    out = sweep_dataset(parts, ["order"], {})
+    sizes = [p[1].sizes["attempt"] for p in parts]
+    assert out.sizes["attempt"] == max(sizes) and sizes[0] != sizes[1]
+    short = int(np.argmin(sizes))
+    tail = out.attempt_success.isel(order=short, attempt=slice(min(sizes), None))
+    assert bool(tail.isnull().all())  # padding, not made-up outcomes
+    for i, (_, ds) in enumerate(parts):
+        np.testing.assert_array_equal(out.alloc_success.isel(order=i).values, ds.alloc_success)
