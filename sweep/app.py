@@ -152,6 +152,7 @@ def launcher_options(node: DictConfig) -> LauncherOptions:
         zones_per_task=int(node.zones_per_task),
         max_retries=int(node.max_retries),
         compose=str(node.compose),
+        task_memory_gb=None if node.get("task_memory_gb") is None else float(node.task_memory_gb),
     )
 
 

@@ -87,6 +87,9 @@ class LauncherOptions:
     # "fast": compose once per config-group choice, write job files directly (sweep.cells);
     # "hydra": every cell through Hydra's load_sweep_config and run_job (slow, the reference).
     compose: str = "fast"
+    # Memory one task's arrays may take; None: a quarter of this machine's RAM. Batches are
+    # cut so their estimated arrays fit (a single cell that does not fit runs alone).
+    task_memory_gb: float | None = None
 
     def check(self) -> None:
         if self.zones_per_task < 1:
@@ -97,6 +100,10 @@ class LauncherOptions:
             raise ConfigError("hydra.launcher.max_retries", f"={self.max_retries} must be >= 0")
         if self.num_cpus is not None and self.num_cpus < 1:
             raise ConfigError("hydra.launcher.num_cpus", f"={self.num_cpus} must be >= 1")
+        if self.task_memory_gb is not None and not self.task_memory_gb > 0:
+            raise ConfigError(
+                "hydra.launcher.task_memory_gb", f"={self.task_memory_gb} must be > 0"
+            )
         if self.compose not in COMPOSE_MODES:
             raise ConfigError(
                 "hydra.launcher.compose",
@@ -133,13 +140,38 @@ class Cell:
 # Planning (pure)
 
 
-def plan_batches(configs: Sequence[SweepConfig], zones_per_task: int) -> list[list[int]]:
+# Peak bytes per simulated page of a task's arrays, measured on NumPy with some margin:
+# compact_node keeps the uint8 page state plus bit planes and per-pageblock plans; the
+# tick engine keeps kind, buddy order, list and group codes (1 B each) and an int64 key.
+BYTES_PER_PAGE = {"compact_node": 8, "scenario": 24}
+
+
+def zone_bytes(cfg: SweepConfig) -> int:
+    """Estimated peak bytes of one zone of ``cfg`` in a task (snapshot cells run alone)."""
+    from sweep.scenario import is_scenario
+
+    kind = "scenario" if is_scenario(cfg) else "compact_node"
+    return cfg.zone.nr_pages * BYTES_PER_PAGE[kind]
+
+
+def default_task_memory() -> int:
+    """A quarter of this machine's physical memory, in bytes."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError):
+        return 4 << 30
+
+
+def plan_batches(
+    configs: Sequence[SweepConfig], zones_per_task: int, memory_bytes: int | None = None
+) -> list[list[int]]:
     """Pack cells into batches: lists of indices into ``configs``.
 
     Cells are grouped by :func:`sweep.expand.batch_key` (groups in order of first
     appearance, cells in their order) and each group is cut into runs of at most
-    ``zones_per_task`` zones; a cell is never split, and a cell with more zones than
-    ``zones_per_task`` forms a batch alone, as does every ``workload=snapshot`` cell.
+    ``zones_per_task`` zones and, when ``memory_bytes`` is given, of at most that many
+    estimated bytes (:func:`zone_bytes`); a cell is never split, and a cell with more
+    zones or bytes than that forms a batch alone, as does every ``workload=snapshot`` cell.
     """
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, cfg in enumerate(configs):
@@ -148,14 +180,17 @@ def plan_batches(configs: Sequence[SweepConfig], zones_per_task: int) -> list[li
     batches: list[list[int]] = []
     for members in groups.values():
         current: list[int] = []
-        zones = 0
+        zones = nbytes = 0
         for i in members:
             size = configs[i].replicates
-            if current and zones + size > zones_per_task:
+            cell_bytes = 0 if is_snapshot_workload(configs[i]) else size * zone_bytes(configs[i])
+            too_big = memory_bytes is not None and nbytes + cell_bytes > memory_bytes
+            if current and (zones + size > zones_per_task or too_big):
                 batches.append(current)
-                current, zones = [], 0
+                current, zones, nbytes = [], 0, 0
             current.append(i)
             zones += size
+            nbytes += cell_bytes
         if current:
             batches.append(current)
     return batches
@@ -775,7 +810,14 @@ def launch(
     todo = [c for c, ok in zip(cells, up_to_date, strict=True) if not ok]
     done = [c for c, ok in zip(cells, up_to_date, strict=True) if ok]
     batches = [
-        [todo[i] for i in b] for b in plan_batches([c.config for c in todo], options.zones_per_task)
+        [todo[i] for i in b]
+        for b in plan_batches(
+            [c.config for c in todo],
+            options.zones_per_task,
+            default_task_memory()
+            if options.task_memory_gb is None
+            else int(options.task_memory_gb * 2**30),
+        )
     ]
     log.info(
         "Ray launcher: %d cells (%d up to date, not recomputed) -> %d Ray tasks of <= %d zones; "

@@ -34,6 +34,10 @@ CASES = {
         ["hydra.launcher.max_retries=-1"],
         "error: hydra.launcher.max_retries=-1 must be >= 0",
     ),
+    "task-memory-zero": (
+        ["hydra.launcher.task_memory_gb=0"],
+        "error: hydra.launcher.task_memory_gb=0.0 must be > 0",
+    ),
     "launcher-wrong-type": (
         ["hydra.launcher.zones_per_task=many"],
         "error: hydra.launcher.zones_per_task: Value 'many'",

@@ -389,3 +389,17 @@ def test_task_gpus_asks_for_a_gpu_only_where_there_is_one() -> None:
     assert task_gpus("auto", 8.0) == 1 and task_gpus("cupy", 1.0) == 1
     assert task_gpus("numpy", 8.0) == 0
     assert task_gpus("auto", 0.0) == 0 and task_gpus("cupy", 0.0) == 0
+
+
+def test_plan_batches_caps_estimated_memory() -> None:
+    """Batches are cut so their arrays fit ``memory_bytes``; a cell is never split."""
+    from sweep.config import compose_config
+    from sweep.launcher import plan_batches, zone_bytes
+
+    cfgs = [compose_config(["zone=1g", "replicates=4", f"seed={s}"]) for s in range(4)]
+    per_cell = 4 * zone_bytes(cfgs[0])
+    assert plan_batches(cfgs, 64) == [[0, 1, 2, 3]]
+    assert plan_batches(cfgs, 64, memory_bytes=2 * per_cell) == [[0, 1], [2, 3]]
+    assert plan_batches(cfgs, 64, memory_bytes=per_cell // 2) == [[0], [1], [2], [3]]
+    tick = compose_config(["workload=holepunch", "zone=1g"])
+    assert zone_bytes(tick) > zone_bytes(cfgs[0])  # the tick engine keeps more per page

@@ -42,6 +42,7 @@ class RayLauncherConf:
     zones_per_task: int = 64
     max_retries: int = 3
     compose: str = "fast"
+    task_memory_gb: float | None = None
 
 
 ConfigStore.instance().store(
@@ -65,6 +66,7 @@ class RayLauncher(Launcher):
         zones_per_task: int = 64,
         max_retries: int = 3,
         compose: str = "fast",
+        task_memory_gb: float | None = None,
     ) -> None:
         super().__init__()
         self.address = address
@@ -72,6 +74,7 @@ class RayLauncher(Launcher):
         self.zones_per_task = zones_per_task
         self.max_retries = max_retries
         self.compose = compose
+        self.task_memory_gb = task_memory_gb
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -96,6 +99,7 @@ class RayLauncher(Launcher):
             zones_per_task=int(self.zones_per_task),
             max_retries=int(self.max_retries),
             compose=str(self.compose),
+            task_memory_gb=None if self.task_memory_gb is None else float(self.task_memory_gb),
         )
         return launch(
             options,
