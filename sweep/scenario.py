@@ -321,7 +321,7 @@ def check_final_state(res: TickResult) -> None:
     heads = res.buddy_order >= 0
     free_pages = (kind == FREE).sum(axis=1)
     head_pages = np.where(heads, 1 << np.maximum(res.buddy_order, 0).astype(np.int64), 0).sum(1)
-    if (kind > ISOFREE - 1).any():
+    if (kind >= ISOFREE).any():
         problems.append("ISOFREE pages outside a compaction run")
     if (head_pages != free_pages).any():
         problems.append("free pages != pages in buddy free blocks")
@@ -479,7 +479,11 @@ def build_scenario_dataset(result: ScenarioResult, attrs: Mapping[str, Any]) -> 
     rep, order = "replicate", "buddy_order"
     data_vars: dict[str, Any] = {}
     for i, name in enumerate(COUNTERS):
-        a = COUNTER_ATTRS.get(name) or TICK_COUNTER_ATTRS.get(name) or {"units": "1"}
+        a = (
+            COUNTER_ATTRS.get(name)
+            or TICK_COUNTER_ATTRS.get(name)
+            or {"units": "1", "long_name": name}
+        )
         data_vars[name] = ((rep, "phase"), result.counters[:, :, i], a)
     data_vars["success_rate"] = (
         (rep, "phase"),

@@ -255,3 +255,13 @@ def test_sweep_dataset_joins_cells_with_different_time_axes() -> None:
     assert bool(tail.isnull().all())  # padding, not made-up outcomes
     for i, (_, ds) in enumerate(parts):
         np.testing.assert_array_equal(out.alloc_success.isel(order=i).values, ds.alloc_success)
+
+
+def test_every_scenario_variable_has_units_and_long_name(tmp_path: Path) -> None:
+    from sweep.scenario import build_scenario_dataset
+
+    cfg = compose_config(["workload=holepunch", "zone=tiny", "workload.attempts=3"])
+    [res] = run_scenario_batch([cfg], np)
+    ds = build_scenario_dataset(res, {"title": "t"})
+    for name, var in ds.data_vars.items():
+        assert var.attrs.get("units") and var.attrs.get("long_name"), name
