@@ -155,8 +155,6 @@ class ScenarioConfig(WorkloadConfig):
     # reclaimable
     attempt_mt: str = "auto"
     default_order: int = 4  # attempt order when the top-level order is -1
-    file_fraction: float = 1.0  # movable pages of the initial zone that are page cache
-    tick_ms: float = 10.0  # simulated time per tick
     sample_every: int = 10  # ticks between buddyinfo samples
     kswapd_rounds: int = 32  # reclaim rounds of 32 pages kswapd may do per tick
 
@@ -168,6 +166,8 @@ class HolepunchConfig(ScenarioConfig):
     free_fraction: float = 0.0  # free memory before punching (above the file)
     unmovable_fraction: float = 0.0
     reclaimable_fraction: float = 0.0
+    file_fraction: float = 0.0  # movable pages that are reclaimable page cache
+    tick_ms: float = 10.0  # simulated time per tick
     attempts: int = 2000  # high-order attempts, one per tick
     keep: bool = True  # successful attempts stay allocated (free memory runs out)
 
@@ -195,6 +195,8 @@ class PinnedConfig(ScenarioConfig):
     unmovable_fraction: float = 0.01
     reclaimable_fraction: float = 0.005
     pollution: float = 0.0  # share of unmovable/reclaimable pages inside movable blocks
+    file_fraction: float = 0.5  # movable pages that are reclaimable page cache
+    tick_ms: float = 100.0  # simulated time per tick
     attempts: int = 64  # THP faults, one per tick
     keep: bool = True
 
@@ -323,6 +325,25 @@ def validate(cfg: SweepConfig) -> None:
     else:
         _validate_compact_node(wl)
 
+    if not isinstance(wl, ScenarioConfig):
+        pol = cfg.policy
+        unused = [
+            (key, value)
+            for key, value, default in (
+                ("kcompactd", pol.kcompactd, "auto"),
+                ("proactiveness", pol.proactiveness, 20),
+                ("stop_below_watermark", pol.stop_below_watermark, False),
+            )
+            if value != default
+        ]
+        if unused:
+            key, value = unused[0]
+            raise ConfigError(
+                f"policy.{key}",
+                f"={value} has no effect with workload={wl.name} (one whole-zone compaction, no "
+                "kcompactd): use a time-stepped workload (holepunch, stress_highalloc, pinned) "
+                "or policy=default/isolate_pinned",
+            )
     if not isinstance(wl, ScenarioConfig) and cfg.order != -1:
         raise ConfigError(
             "order",
@@ -396,9 +417,16 @@ def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
             f"={order} with workload.gfp={wl.gfp}: only costly orders (> 3) are modelled for "
             "direct compaction (kernel-model.md 4.10); use 4..10 or gfp=nowait",
         )
-    _check_range("workload.file_fraction", wl.file_fraction, 0, 1)
-    if not wl.tick_ms > 0:
+    if hasattr(wl, "file_fraction"):
+        _check_range("workload.file_fraction", wl.file_fraction, 0, 1)
+    if hasattr(wl, "tick_ms") and not wl.tick_ms > 0:
         raise ConfigError("workload.tick_ms", f"={wl.tick_ms} must be > 0")
+    mfk = cfg.zone.min_free_kbytes
+    if mfk is not None and mfk < 128:
+        raise ConfigError(
+            "zone.min_free_kbytes",
+            f"={mfk} is below 128, the smallest value the time-stepped model takes",
+        )
     if wl.sample_every < 1:
         raise ConfigError("workload.sample_every", f"={wl.sample_every} must be >= 1")
     if wl.kswapd_rounds < 0:
@@ -434,7 +462,12 @@ def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
         _check_range("workload.warmup_turnover", wl.warmup_turnover, 0, 100)
         if wl.warmup_ticks < 1:
             raise ConfigError("workload.warmup_ticks", f"={wl.warmup_ticks} must be >= 1")
-        _check_range("workload.rested_min_free_kbytes", wl.rested_min_free_kbytes, 128, 65536)
+        _check_range(
+            "workload.rested_min_free_kbytes",
+            wl.rested_min_free_kbytes,
+            128,
+            min(65536, cfg.zone.nr_pages * 4 // 4),  # at most a quarter of the zone
+        )
 
 
 def _validate_compact_node(wl: CompactNodeConfig) -> None:

@@ -183,7 +183,8 @@ def build_program(cfg: SweepConfig) -> Program:
     allocs = round(wl.load_pages_per_s * tick_ms / 1000)
     frees = round(allocs / wl.load_occupancy)
     warm_allocs = math.ceil(wl.warmup_turnover * n / wl.warmup_ticks)
-    mix = tuple(float(x) for x in wl.load_mix)
+    total = float(sum(wl.load_mix))  # validated to sum to 1 within 1e-6; make it exact
+    mix = tuple(float(x) / total for x in wl.load_mix)
     load = dict(alloc_weights=mix)
     phases = (
         Phase(
@@ -256,9 +257,21 @@ def _fragment_params(cfg: SweepConfig, seeds: np.ndarray) -> FragmentParams:
 
 def check_scenario_feasible(cfg: SweepConfig) -> None:
     """Raise :class:`ConfigError` if the initial zones cannot be laid out (host counts only)."""
+    try:  # the program and per-zone arrays the run will build (cheap: no page arrays)
+        build_program(cfg)
+        seeds = zone_seed(cfg.seed, np.arange(cfg.replicates, dtype=np.uint64))
+        TickZones.create(
+            cfg.replicates,
+            seed=seeds,
+            attempt_order=scenario_order(cfg),
+            kcompactd=kcompactd_mode(cfg),
+            proactiveness=cfg.policy.proactiveness,
+            min_free_kbytes=effective_min_free_kbytes(cfg),
+        ).validate()
+    except ValueError as exc:
+        raise ConfigError("workload", f": {exc}") from exc
     if isinstance(cfg.workload, StressHighallocConfig):
         return
-    seeds = zone_seed(cfg.seed, np.arange(cfg.replicates, dtype=np.uint64))
     try:
         fragment_counts(_fragment_params(cfg, seeds))
     except ValueError as exc:

@@ -73,7 +73,7 @@ def test_workload_gfp(overrides: list[str], gfp: int) -> None:
 def test_kcompactd_auto_follows_the_kernel() -> None:
     assert kcompactd_mode(compose_config(["kernel=v4_12"])) == KCOMPACTD_REACTIVE
     assert kcompactd_mode(compose_config(["kernel=v6_19"])) == KCOMPACTD_PROACTIVE_SCORE
-    demand = compose_config(["policy=proactive_demand"])
+    demand = compose_config(["policy=proactive_demand", "workload=holepunch"])
     assert kcompactd_mode(demand) == KCOMPACTD_PROACTIVE_DEMAND
     assert demand.policy.stop_below_watermark
 
@@ -91,6 +91,13 @@ def test_kcompactd_auto_follows_the_kernel() -> None:
         (["workload=holepunch", "workload.layout=random_mix"], "workload.layout"),
         (["workload=pinned", "workload.pinned_fraction=0.99"], "workload."),
         (["order=4"], "order"),  # compact_node is whole-zone only
+        (["workload=holepunch", "zone.min_free_kbytes=64"], "zone.min_free_kbytes"),
+        (["workload=stress_highalloc", "workload.tick_ms=5"], "workload.tick_ms"),
+        (
+            ["workload=stress_highalloc", "zone=tiny", "workload.rested_min_free_kbytes=8192"],
+            "workload.rested_min_free_kbytes",
+        ),
+        (["policy=proactive_demand"], "policy.kcompactd"),  # no kcompactd in compact_node
     ],
 )
 def test_bad_scenario_input_names_the_key(overrides: list[str], key: str) -> None:
