@@ -205,7 +205,7 @@ def compact_node_attrs(cfg: DictConfig, config: SweepConfig, backend: str) -> di
 def result_attrs(
     config: SweepConfig, config_yaml: str, overrides: Sequence[str], backend: str
 ) -> dict[str, object]:
-    """Global attributes of a ``compact_node`` result.nc (``workload=snapshot``: the common
+    """Global attributes of a result.nc (``workload=snapshot``: the common
     ones, to which :func:`snapshot_dataset` adds the snapshot's), from the cell's resolved
     config (``config_yaml``) and its task overrides: no Hydra state, so a launcher can
     build them for cells it never runs through Hydra's run_job."""
