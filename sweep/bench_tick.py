@@ -107,9 +107,14 @@ def bench_tick(
     # and pageblock types (free-list keys rebuilt in boot order, as for any initial state).
     warm = run_program(kind, block_mt, zones, warmup_program(nr_pages), profile)
     kind, block_mt = warm.kind, warm.block_mt
+    stamps: list[float] = []  # after every tick: the loop apart from setup and results
     t0 = time.perf_counter()
-    res = run_program(kind, block_mt, zones, program, profile, backend=backend)
+    res = run_program(
+        kind, block_mt, zones, program, profile, backend=backend,
+        progress=lambda done, total: stamps.append(time.perf_counter()),
+    )  # fmt: skip
     batched_s = time.perf_counter() - t0
+    loop_s = stamps[-1] - stamps[0]  # ticks 2..T: state built, results not yet copied out
     row: dict[str, Any] = dict(
         case=case,
         profile=profile.name.lower(),
@@ -121,6 +126,10 @@ def bench_tick(
         batched_s=batched_s,
         batched_zone_ticks_per_s=nr_zones * ticks / batched_s,
         batched_ms_per_zone_tick=batched_s * 1e3 / (nr_zones * ticks),
+        setup_and_result_s=batched_s - loop_s * ticks / max(ticks - 1, 1),
+        loop_ms_per_zone_tick=(
+            loop_s * 1e3 / (nr_zones * (ticks - 1)) if ticks > 1 else float("nan")
+        ),
     )
     k = min(reference_zones, nr_zones)
     if k:
