@@ -201,6 +201,26 @@ def _scatter_max(xp: ModuleType, a: Array, idx: Array, v: Array) -> None:
         cupyx.scatter_max(a, idx, v)
 
 
+_KEY_BITS = 42  # |key| <= clock < 2**41 in any run this engine can do in practice
+
+
+def _sort_by_group_then_key_desc(
+    xp: ModuleType, seg: Array, order: Array, key: Array, clock: Array
+) -> Array:
+    """Permutation sorting heads by (seg, order) ascending, then key descending.
+
+    Equal to ``lexsort((-key, order, seg))`` (keys are unique within a zone and seg starts
+    with the zone), as one argsort of a packed int64 ``(seg * 11 + order) << 42 | (2**41 -
+    1 - key)``: one sort pass instead of lexsort's four. Falls back to lexsort when the
+    packed value would not fit (clock >= 2**41 or more than 2**21 segments).
+    """
+    nseg = int(seg.max()) + 1 if seg.shape[0] else 0
+    if nseg * NORD >= 1 << (63 - _KEY_BITS) or int(clock.max()) >= 1 << (_KEY_BITS - 1):
+        return xp.lexsort(xp.stack([-key, order, seg]))
+    top = (seg * NORD + order) << xp.int64(_KEY_BITS)
+    return xp.argsort(top | ((xp.int64(1) << xp.int64(_KEY_BITS - 1)) - 1 - key), kind="stable")
+
+
 def _levels_and(xp: ModuleType, a: Array) -> list[Array]:
     """[a, pairwise and, ...]: level k is (M, 1024 >> k), 'the aligned 2^k block is all set'.
 
@@ -1668,7 +1688,7 @@ class _Engine:
         ep = fi - ez * n
         eo = self.bof[fi].astype(i64)
         em = self.lmf[fi].astype(i64)
-        order = xp.lexsort(xp.stack([-key, eo, em, ez]))
+        order = _sort_by_group_then_key_desc(xp, ez * NMT + em, eo, key, self.clock)
         fi, key, ez, ep, eo, em = (a[order] for a in (fi, key, ez, ep, eo, em))
         size = xp.int64(1) << eo
         gcum = xp.cumsum(size)
@@ -1738,7 +1758,8 @@ class _Engine:
         cid_all = (ez * NG + eo * NMT + em) * self.BP + (ep >> 9)
         aff = xp.unique(cid_all[te])
         self.bmaxf[aff] = NONE_KEY
-        sel = keep & xp.isin(cid_all, aff)
+        at = xp.minimum(xp.searchsorted(aff, cid_all), aff.shape[0] - 1)
+        sel = keep & (aff[at] == cid_all)  # isin(cid_all, aff): aff is sorted and unique
         _scatter_max(xp, self.bmaxf, cid_all[sel], key[sel])
         srow = xp.unique((aff // self.BP) * self.S + ((aff % self.BP) >> 6))
         self.sbmaxf[srow] = self.bmax_rows[srow].max(axis=1)
@@ -1901,7 +1922,9 @@ class _Engine:
             held_n = xp.zeros(z_n, dtype=xp.int64)
             thr = xp.asarray(np.array(weight_thresholds(ph.alloc_weights), dtype=np.uint64))
             bg = xp.asarray(np.array(BACKGROUND_KINDS, dtype=np.int64))
-            free_kinds = xp.asarray(np.array(sorted(set(ph.free_kinds)), dtype=np.uint8))
+            free_table = np.zeros(256, dtype=bool)  # kind -> may a probe free it
+            free_table[list(ph.free_kinds)] = True
+            free_table = xp.asarray(free_table)
             for ti in range(ph.ticks):
                 if ti == 0:
                     if ph.kill_anon or ph.drop_caches:
@@ -1920,7 +1943,7 @@ class _Engine:
                         xp.int64
                     )
                     zz = xp.broadcast_to(allz[:, None], p.shape)
-                    ok = xp.isin(self.kind[zz, p], free_kinds)
+                    ok = free_table[self.kind[zz, p]]
                     g = xp.unique(zz[ok] * self.N + p[ok])
                     self._free_pfns(g // self.N, g % self.N)
                 a_n = ph.allocs_per_tick
