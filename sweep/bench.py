@@ -41,13 +41,13 @@ GIB_PAGES = 262144
 CASES = {"1x128g": (1, 128 * GIB_PAGES), "64x1g": (64, GIB_PAGES)}
 
 
-def _zones(nr_zones: int, nr_pages: int, seed: int) -> ZoneState:
+def bench_zone_params(nr_pages: int, seeds: np.ndarray) -> FragmentParams:
     """The main job's default workload: random_mix with folios, pinned pages, pollution."""
-    full = lambda v: np.full(nr_zones, v, dtype=np.float64)  # noqa: E731
-    params = FragmentParams(
+    full = lambda v: np.full(seeds.shape[0], v, dtype=np.float64)  # noqa: E731
+    return FragmentParams(
         layout="random_mix",
         nr_pages=nr_pages,
-        seed=zone_seed(seed, np.arange(nr_zones)),
+        seed=seeds,
         free_fraction=full(0.4),
         unmovable_fraction=full(0.02),
         reclaimable_fraction=full(0.02),
@@ -56,6 +56,11 @@ def _zones(nr_zones: int, nr_pages: int, seed: int) -> ZoneState:
         folio_fraction=full(0.25),
         folio_orders=(2, 4, 9),
     )
+
+
+def _zones(nr_zones: int, nr_pages: int, seed: int) -> ZoneState:
+    """Zones of :func:`bench_zone_params` (NumPy)."""
+    params = bench_zone_params(nr_pages, zone_seed(seed, np.arange(nr_zones)))
     return make_zone_state(np, params, 65536, 10)
 
 

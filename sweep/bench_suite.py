@@ -56,6 +56,7 @@ from sweep.bench import (
     _machine,
     _reference_repo_path,
     _zones,
+    bench_zone_params,
 )
 from sweep.bench_tick import _inputs, results_equal, tick_program, warmup_program
 from sweep.memory import keep_freed_memory
@@ -272,7 +273,7 @@ def _check(suite: Suite, ok: bool, what: str) -> bool:
 
 def _gpu_zones(cp: Any, nr_zones: int, nr_pages: int, seed: int) -> ZoneState:
     """sweep.bench._zones' layout built on the GPU, in groups of zones (bounded memory)."""
-    from kernels.fragment import FragmentParams, make_zone_state
+    from kernels.fragment import make_zone_state
     from kernels.rng import zone_seed
 
     page_state = cp.empty((nr_zones, nr_pages), dtype=cp.uint8)
@@ -281,19 +282,7 @@ def _gpu_zones(cp: Any, nr_zones: int, nr_pages: int, seed: int) -> ZoneState:
     mts, wm = [], []
     for lo in range(0, nr_zones, group):
         hi = min(lo + group, nr_zones)
-        full = lambda v, n=hi - lo: np.full(n, v, dtype=np.float64)  # noqa: E731
-        params = FragmentParams(
-            layout="random_mix",
-            nr_pages=nr_pages,
-            seed=zone_seed(seed, np.arange(lo, hi)),
-            free_fraction=full(0.4),
-            unmovable_fraction=full(0.02),
-            reclaimable_fraction=full(0.02),
-            pinned_fraction=full(0.01),
-            pollution=full(0.1),
-            folio_fraction=full(0.25),
-            folio_orders=(2, 4, 9),
-        )
+        params = bench_zone_params(nr_pages, zone_seed(seed, np.arange(lo, hi)))
         part = make_zone_state(cp, params, 65536, 10)
         page_state[lo:hi] = part.page_state
         mts.append(part.pageblock_migratetype)

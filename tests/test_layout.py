@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from kernels.backend import gpu_available
 from kernels.buddy import buddyinfo, free_bitmap_words
 from kernels.compaction import CompactParams, _planes, compact_node
-from kernels.fragment import FragmentParams, make_zone_state
+from kernels.fragment import make_zone_state
 from kernels.layout import (
     BYTES_PER_PAGE,
     PLANES,
@@ -38,6 +38,7 @@ from kernels.zone import (
     folio_head_code,
     folio_tail_code,
 )
+from sweep.bench import bench_zone_params
 from tests.zonegen import LAYOUTS, random_batch
 
 P = PAGEBLOCK_NR_PAGES
@@ -235,19 +236,7 @@ def test_chunked_rejects_bad_budget():
 
 
 def _random_mix(nr_zones: int, nr_pages: int) -> ZoneState:
-    full = lambda v: np.full(nr_zones, v)  # noqa: E731
-    params = FragmentParams(
-        layout="random_mix",
-        nr_pages=nr_pages,
-        seed=zone_seed(3, np.arange(nr_zones)),
-        free_fraction=full(0.4),
-        unmovable_fraction=full(0.02),
-        reclaimable_fraction=full(0.02),
-        pinned_fraction=full(0.01),
-        pollution=full(0.1),
-        folio_fraction=full(0.25),
-        folio_orders=(2, 4, 9),
-    )
+    params = bench_zone_params(nr_pages, zone_seed(3, np.arange(nr_zones)))
     return make_zone_state(np, params, 1024, 10)
 
 
