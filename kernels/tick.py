@@ -755,11 +755,15 @@ class _Engine:
         mask: Array,
         unit_head: Array | None = None,
         unit_order: Array | None = None,
+        key_base: Array | None = None,
     ) -> None:
-        """Free ``mask`` pages of 1024-page chunks (rows sorted by zone, chunk).
+        """Free ``mask`` pages of 1024-page chunks (rows sorted by zone, chunk, distinct).
 
         Equal to the ascending sequence of __free_one_page(pfn, 0) per zone, or with
         ``unit_head`` one __free_one_page(head, order) per row (module docstring).
+        ``key_base`` (per row): the clock value just before the row's first call, when the
+        calls of a zone are not in row order (default: the zone's clock plus the calls of
+        its earlier rows).
         """
         xp = self.xp
         m_n = rz.shape[0]
@@ -791,7 +795,8 @@ class _Engine:
             aff_page |= xp.repeat(aff, 1 << k, axis=1)
             lp = last[rr, jj]
             zz = rz[rr]
-            keyabs = self.clock[zz] + base[rr] + ucum[rr, lp]
+            before = self.clock[zz] + base[rr] if key_base is None else key_base[rr]
+            keyabs = before + ucum[rr, lp]
             uh = lp if unit_head is None else unit_head[rr]
             mt = self.bmt[zz, (rc[rr] * CH + uh) >> 9].astype(xp.int64)
             pos = jj << k
@@ -902,15 +907,16 @@ class _Engine:
         rows = xp.nonzero(m3.any(axis=1))[0]
         self._free_rows(rows // self.NC, rows % self.NC, m3[rows])
 
-    def _free_units(self, z: Array, h: Array, order: Array) -> None:
-        """__free_pages(h, order) of one block per row (distinct zones, sorted)."""
+    def _free_units(self, z: Array, h: Array, order: Array, key_base: Array | None = None) -> None:
+        """__free_pages(h, order) of one block per row (rows sorted by zone and chunk, at
+        most one block per chunk); ``key_base`` as for _free_rows."""
         xp = self.xp
         if z.shape[0] == 0:
             return
         off = h & (CH - 1)
         size = xp.int64(1) << order
         mask = (self.ar[None, :] >= off[:, None]) & (self.ar[None, :] < (off + size)[:, None])
-        self._free_rows(z, h >> 10, mask, unit_head=off, unit_order=order)
+        self._free_rows(z, h >> 10, mask, unit_head=off, unit_order=order, key_base=key_base)
 
     RECLAIM_WINDOW = 2  # pageblocks from the CLOCK hand read first; 0: always the full walk
 
@@ -1990,12 +1996,29 @@ class _Engine:
         return self._result(counters, buddyinfo, nr_free_s, attempts)
 
     def _phase_end(self, held_h: Array, held_n: Array) -> None:
-        """Held blocks freed in reverse order of allocation (__free_pages, KM 10.1)."""
+        """Held blocks freed in reverse order of allocation (__free_pages, KM 10.1).
+
+        Zone z's block i is its call number s = held_n[z] - 1 - i and takes clock value
+        clock[z] + s + 1. Blocks in different 1024-page chunks never interact (every buddy
+        of a free lies in its chunk), so round r frees, at once, the r-th block (in call
+        order) of every (zone, chunk): equal to the one-block-at-a-time sequence.
+        """
         xp = self.xp
         top = int(held_n.max()) if held_n.shape[0] else 0
-        for i in range(top - 1, -1, -1):
-            z = xp.nonzero(held_n > i)[0]
-            self._free_units(z, held_h[z, i], self.aorder[z])
+        if top == 0:
+            return
+        z, i = xp.nonzero(xp.arange(top, dtype=xp.int64)[None, :] < held_n[:, None])
+        h = held_h[z, i]
+        s = held_n[z] - 1 - i
+        cid = z * self.NC + (h >> 10)
+        srt = xp.lexsort(xp.stack([s, cid]))  # by (zone, chunk), then call order
+        z, h, s, cid = z[srt], h[srt], s[srt], cid[srt]
+        rnd = xp.arange(cid.shape[0]) - xp.searchsorted(cid, cid, side="left")
+        before = self.clock[z] + s
+        order = self.aorder[z]
+        for r in range(int(rnd.max()) + 1):
+            sel = xp.nonzero(rnd == r)[0]
+            self._free_units(z[sel], h[sel], order[sel], key_base=before[sel])
 
     def _result(self, counters: np.ndarray, bi: Array, nrs: Array, att: Array) -> TickResult:
         # in place (the engine ends here): no new (Z, N) arrays, which cost page faults
