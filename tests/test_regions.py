@@ -310,3 +310,74 @@ def test_defaults_are_the_plain_buddy():
     a = run_program(kind, bmt, plain, prog, V6, backend="numpy")
     b = run_program(kind, bmt, one, prog, V6, backend="numpy")
     assert not differences(a, b)
+
+
+# ----------------------------------------------------------------------------- workload
+
+
+def test_regions_workload_program_and_keys():
+    from sweep.config import compose_config
+    from sweep.scenario import build_program, cell_inputs
+
+    cfg = compose_config(["workload=regions", "zone=1g", "workload.region_mb=32",
+                          "policy=regions", "replicates=2"])  # fmt: skip
+    prog = build_program(cfg)
+    assert [p.name for p in prog.phases] == ["build1", "build2", "build3"]
+    assert [(p.kill_anon, p.drop_caches) for p in prog.phases] == [(False, False)] + [
+        (True, True)
+    ] * 2
+    assert prog.phases[0].allocs_per_tick == 1000 and prog.phases[0].frees_per_tick == 1667
+    assert prog.phases[0].attempt_every == 0
+    cell = cell_inputs(cfg, np)
+    assert (cell.zones.region_blocks == 16).all()  # 32 MiB = 16 pageblocks
+    assert cell.zones.sorted_freelists.all() and cell.zones.region_evacuation.all()
+    assert (cell.kind == FREE).all()
+    plain = cell_inputs(compose_config(["workload=regions", "zone=1g"]), np).zones
+    assert (plain.region_blocks == 256).all()  # 512 MiB, the RFC's test machine
+    assert not plain.sorted_freelists.any() and not plain.region_evacuation.any()
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["workload.region_mb=3"], "workload.region_mb"),
+        (["workload.region_mb=1"], "workload.region_mb"),
+        (["zone=tiny", "workload.region_mb=32"], "workload.region_mb"),
+        (["workload.cycles=0"], "workload.cycles"),
+        (["workload.load_occupancy=2"], "workload.load_occupancy"),
+        (["workload.load_mix=[0.5,0.5,0.5,0]"], "workload.load_mix"),
+    ],
+)
+def test_regions_bad_input_names_the_key(overrides, key):
+    from sweep.config import ConfigError, compose_config
+
+    with pytest.raises(ConfigError, match=f"^{key}"):
+        compose_config(["workload=regions", *overrides])
+
+
+def test_region_policy_needs_a_time_stepped_workload():
+    from sweep.config import ConfigError, compose_config
+
+    with pytest.raises(ConfigError, match="^policy.sorted_freelists"):
+        compose_config(["policy=regions"])
+
+
+def test_regions_cli_writes_result(tmp_path):
+    import xarray as xr
+
+    from tests.clirun import run_sweep
+
+    run_dir = tmp_path / "run"
+    proc = run_sweep(tmp_path, "workload=regions", "zone=tiny", "workload.region_mb=2",
+                     "workload.cycles=2", "workload.cycle_ticks=20", "replicates=2",
+                     "workload.load_pages_per_s=2000", "policy=regions",
+                     f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "free regions (of 8)" in proc.stdout
+    with xr.open_dataset(run_dir / "result.nc") as ds:
+        fr = ds.free_regions_over_time
+        assert fr.dims == ("replicate", "time") and fr.attrs["units"] == "regions"
+        assert ((fr >= 0) & (fr <= 8)).all()
+        assert ds.region_evacuations.dims == ("replicate", "phase")
+        assert "long_name" in ds.region_evacuations.attrs
+        assert ds.attrs["workload"] == "regions"
