@@ -215,7 +215,8 @@ def mem_power_work(eng: Any) -> None:
             continue
         zs, bs, ks, cs, ns = za[sub], blk[sub], k[sub], cand[sub], ncand[sub]
         rs, rbs = reg[act][sub], rb[act][sub]
-        order = xp.argsort(~cs, axis=1, kind="stable")  # candidate positions, ascending
+        arp = xp.arange(P, dtype=i64)[None, :]
+        order = xp.argsort(xp.where(cs, arp, P + arp), axis=1)  # candidates first, ascending
         stop = xp.zeros(sub.shape[0], dtype=bool)
         migrated = xp.zeros(cs.shape, dtype=bool)
         for i in range(int(ns.max())):
