@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernels.backend import gpu_available
 from kernels.program import (
     ANON,
     COUNTER_INDEX,
@@ -249,7 +250,7 @@ def compare(kind, bmt, zones, prog, profile, label, check=True) -> TickResult:
 
 
 @given(seed=st.integers(0, 2**31 - 1), v6=st.booleans())
-@settings(max_examples=8 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_engine_matches_reference_random(seed, v6):
     """Random zones, programs and region options (size 1-8 pageblocks, sorted or plain,
     evacuation on or off): engine == reference, invariants after every tick."""
@@ -310,6 +311,18 @@ def test_defaults_are_the_plain_buddy():
     a = run_program(kind, bmt, plain, prog, V6, backend="numpy")
     b = run_program(kind, bmt, one, prog, V6, backend="numpy")
     assert not differences(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU with CuPy")
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
+def test_cupy_equals_numpy_regions(profile):
+    for seed in (1, 2, 3):
+        kind, bmt, zones, prog = region_case(seed, 3)
+        a = run_program(kind, bmt, zones, prog, profile, backend="numpy")
+        b = run_program(kind, bmt, zones, prog, profile, backend="cupy")
+        for z in range(3):
+            assert not diff(row(a, z), row(b, z)), f"seed {seed} zone {z}"
 
 
 # ----------------------------------------------------------------------------- workload
