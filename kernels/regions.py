@@ -8,6 +8,7 @@ at the places marked ``# regions (seed 002)``. The per-zone reference is
 ``tests/reference/regions.py``.
 
 Per-zone state (``init``): ``reg_blocks`` (pageblocks per region, a power of two),
+``reg_lo`` / ``reg_hi`` (every region's pageblock bounds),
 ``reg_sorted`` / ``reg_evac`` (the two switches), ``mpc_region`` (the noted region,
 ``mem_power_ctrl.region``, -1 = none) and ``mpc_inprog``
 (``is_mem_pwr_work_in_progress()``). Region sums are read from the engine's per-pageblock
@@ -37,15 +38,6 @@ MT_M, MT_R = 1, 2
 _C = COUNTER_INDEX
 
 
-def _scatter_add(xp: Any, a: Array, idx: Array, v: Array) -> None:
-    if xp is np:
-        np.add.at(a, idx, v)
-    else:
-        import cupyx
-
-        cupyx.scatter_add(a, idx, v)
-
-
 def init(eng: Any, zp: dict[str, Array]) -> None:
     """Region state of every zone (TM 6.1), from the TickZones arrays ``zp``."""
     xp = eng.xp
@@ -56,14 +48,13 @@ def init(eng: Any, zp: dict[str, Array]) -> None:
     eng.any_evac = bool(eng.reg_evac.any())
     eng.mpc_region = xp.full(eng.Z, -1, dtype=xp.int64)
     eng.mpc_inprog = xp.zeros(eng.Z, dtype=bool)
-    # the region of every pageblock, as a flat (zone, region) index for bincount-style sums
+    # pageblock bounds [reg_lo, reg_hi) of every region (empty past the zone's last one)
     eng.reg_nr = int(to_host_max(-(-eng.B // eng.reg_blocks)))
-    blk = xp.arange(eng.B, dtype=xp.int64)[None, :]
-    eng.reg_of_block = blk // eng.reg_blocks[:, None]  # (Z, B)
-    eng.reg_flat = xp.arange(eng.Z, dtype=xp.int64)[:, None] * eng.reg_nr + eng.reg_of_block
-    present = xp.zeros(eng.Z * eng.reg_nr, dtype=xp.int64)
-    _scatter_add(xp, present, eng.reg_flat.reshape(-1), xp.full(eng.Z * eng.B, P, dtype=xp.int64))
-    eng.reg_present = present.reshape(eng.Z, eng.reg_nr)  # present_pages (0: no such region)
+    r = xp.arange(eng.reg_nr, dtype=xp.int64)[None, :]
+    rb = eng.reg_blocks[:, None]
+    eng.reg_lo = xp.minimum(r * rb, eng.B)  # (Z, reg_nr)
+    eng.reg_hi = xp.minimum((r + 1) * rb, eng.B)
+    eng.reg_present = (eng.reg_hi - eng.reg_lo) * P  # present_pages (0: no such region)
 
 
 def to_host_max(a: Array) -> int:
@@ -73,11 +64,9 @@ def to_host_max(a: Array) -> int:
 def region_free_pages(eng: Any, z: Array) -> Array:
     """(M, reg_nr) FREE pages of every region of zones z (zmr->nr_free)."""
     xp = eng.xp
-    m_n = z.shape[0]
-    out = xp.zeros(m_n * eng.reg_nr, dtype=xp.int64)
-    idx = (xp.arange(m_n, dtype=xp.int64)[:, None] * eng.reg_nr + eng.reg_of_block[z]).reshape(-1)
-    _scatter_add(xp, out, idx, eng.nfree_b[z].reshape(-1))
-    return out.reshape(m_n, eng.reg_nr)
+    cs = xp.cumsum(eng.nfree_b[z], axis=1)
+    cs = xp.concatenate([xp.zeros((z.shape[0], 1), dtype=cs.dtype), cs], axis=1)
+    return xp.take_along_axis(cs, eng.reg_hi[z], 1) - xp.take_along_axis(cs, eng.reg_lo[z], 1)
 
 
 def region_entirely_free(eng: Any, z: Array) -> Array:
