@@ -133,18 +133,21 @@ def queue_work(eng: Any, z: Array) -> None:
         eng.mpc_inprog[z[q]] = True  # set_mem_pwr_work_in_progress(); queue_work()
 
 
-def bulk_notes(eng: Any, mt: Array, rank: Array, log: tuple[Array, ...]) -> Array:
-    """(Z, A) events of a bulk round that would note a region (TM 6.5): those stop it.
+def bulk_notes(eng: Any, mt: Array, rank: Array, first: Array, log: tuple[Array, ...]) -> Array:
+    """(Z, A) events of a bulk round that must run alone (TM 6.5): those stop it.
 
     An event notes a region only when it takes page 0 of a head in a region that was
     entirely free at the start of the round (a region touched earlier in the round was
-    touched by such an event, which stopped the round there).
+    touched by such an event, which stopped the round there). A zone with a noted region
+    whose work is not queued yet (an allocation that did not split its block) runs its
+    ``first`` event alone too, until an insertion into a free list has queued the work.
     """
     xp = eng.xp
     ez, ep, em, gcum, gx, segbase, tot = log
     z_n = eng.Z
+    pending = eng.reg_evac & ~eng.mpc_inprog & (eng.mpc_region >= 0)
     if gcum.shape[0] == 0:
-        return xp.zeros(mt.shape, dtype=bool)
+        return first & pending[:, None]
     zi = xp.arange(z_n, dtype=xp.int64)[:, None]
     seg = zi * 3 + mt
     valid = (rank >= 0) & (rank < tot[seg])
@@ -155,7 +158,7 @@ def bulk_notes(eng: Any, mt: Array, rank: Array, log: tuple[Array, ...]) -> Arra
     regfree = region_entirely_free(eng, xp.arange(z_n, dtype=xp.int64))
     free = xp.take_along_axis(regfree, xp.minimum(reg, eng.reg_nr - 1), axis=1)
     flag = valid & first_page & free & (reg != 0) & ((em[e] == MT_M) | (em[e] == MT_R))
-    return flag & (eng.reg_evac & ~eng.mpc_inprog)[:, None]
+    return (flag & (eng.reg_evac & ~eng.mpc_inprog)[:, None]) | (first & pending[:, None])
 
 
 def mem_power_work(eng: Any) -> None:

@@ -1702,7 +1702,8 @@ class _Engine:
             nr_j > self.wmin[:, None]
         )
         if self.any_evac:  # regions (seed 002): an event that notes a region runs alone
-            ok &= ~regions.bulk_notes(self, mt, rank, (ez, ep, em, gcum, gx, segbase, tot))
+            first = jj == start[:, None]
+            ok &= ~regions.bulk_notes(self, mt, rank, first, (ez, ep, em, gcum, gx, segbase, tot))
         bad = ev & ~ok
         j0 = xp.where(bad.any(axis=1), xp.argmax(bad, axis=1), a_n)
         valid = ev & (jj < j0[:, None])

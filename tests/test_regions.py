@@ -298,6 +298,35 @@ def test_batch_invariance_and_background_paths(monkeypatch, profile):
         assert not diff(row(batch, z), row(seq, z)), f"seq zone {z}"
 
 
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
+def test_a_note_left_pending_is_queued_by_the_next_split(profile):
+    """An order-10 attempt takes a free region's block whole (no expand: the note waits);
+    the next tick's first background allocation splits a block, which queues the work,
+    so the second attempt's fresh region is not noted. The bulk background path must see
+    that split although its block is used up within the round."""
+    kind = np.full(8 * 512, FREE, dtype=np.uint8)
+    kind[:1024] = ANON
+    kind[100:104] = FREE
+    kind[200:204] = FREE
+    bmt = np.full(8, M, dtype=np.int8)
+    zones = TickZones.create(
+        1,
+        attempt_order=10,
+        kcompactd=0,
+        min_free_kbytes=128,
+        region_blocks=2,
+        sorted_freelists=True,
+        region_evacuation=True,
+    )
+    prog = Program(phases=(Phase("p", ticks=2, allocs_per_tick=4, alloc_weights=(1, 0, 0, 0),
+                                 attempt_every=1, attempt_mt=M, keep=True),))  # fmt: skip
+    r = ref.run_program_ref(kind, bmt, zones, prog, profile, check_invariants=True)
+    assert r.counters[0, -1, C["alloc_success"]] == 2
+    assert r.counters[0, -1, C["region_evacuations"]] == 1 and r.scalars["mpc_region"][0] == -1
+    e = compare(kind[None], bmt[None], zones, prog, profile, "pending note")
+    assert not diff(row(e, 0), r)
+
+
 def test_defaults_are_the_plain_buddy():
     """Sorted lists with a single region, and evacuation with a single region, change
     nothing: region 0 is never noted, one region sorts nothing."""
