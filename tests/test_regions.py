@@ -423,3 +423,20 @@ def test_regions_cli_writes_result(tmp_path):
         assert ds.region_evacuations.dims == ("replicate", "phase")
         assert "long_name" in ds.region_evacuations.attrs
         assert ds.attrs["workload"] == "regions"
+
+
+@pytest.mark.parametrize("kernel", ["v4_12", "v6_19"])
+def test_regions_workload_engine_equals_reference(kernel):
+    """The workload's own program (build cycles, bulk background rounds, evacuations) on a
+    64-pageblock zone with 8 regions: engine == reference, invariants after every tick."""
+    from sweep.config import PROFILES, compose_config
+    from sweep.scenario import cell_inputs
+
+    cfg = compose_config(["workload=regions", "zone.nr_pages=32768", "workload.region_mb=16",
+                          "policy=regions", "replicates=2", f"kernel={kernel}",
+                          "workload.cycle_ticks=30", "workload.load_pages_per_s=1250"])  # fmt: skip
+    cell = cell_inputs(cfg, np)
+    f = {k: getattr(cell.zones, k) for k in cell.zones.__dataclass_fields__}
+    zones = TickZones(**{**f, "sorted_freelists": np.array([True, False])})
+    res = compare(cell.kind, cell.block_mt, zones, cell.program, PROFILES[kernel], kernel)
+    assert (res.counters[:, -1, C["region_evacuations"]] > 0).all()
