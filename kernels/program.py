@@ -186,6 +186,7 @@ class TickZones:
     region_blocks: np.ndarray  # int64, pageblocks per memory region (a power of two)
     sorted_freelists: np.ndarray  # bool, free lists sorted by region (Bhat's sorted-buddy)
     region_evacuation: np.ndarray  # bool, the alloc/free handshake and its evacuation work
+    region_worker_delayed: np.ndarray  # bool, the worker runs after the next tick's frees
 
     @classmethod
     def create(cls, nr_zones: int, **values: Any) -> TickZones:
@@ -201,13 +202,14 @@ class TickZones:
             "region_blocks": 256,  # 512 MiB: the test machine's hardware region (seed 002)
             "sorted_freelists": False,
             "region_evacuation": False,
+            "region_worker_delayed": False,
         }
         unknown = set(values) - set(defaults)
         if unknown:
             raise TypeError(f"unknown TickZones fields: {sorted(unknown)}")
         defaults.update(values)
         dtypes = {"seed": np.uint64, "skip_pinned": bool, "stop_below_watermark": bool}
-        dtypes.update(sorted_freelists=bool, region_evacuation=bool)
+        dtypes.update(sorted_freelists=bool, region_evacuation=bool, region_worker_delayed=bool)
         arrays = {
             k: np.broadcast_to(np.asarray(v, dtype=dtypes.get(k, np.int64)), (nr_zones,)).copy()
             for k, v in defaults.items()

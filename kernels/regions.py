@@ -44,6 +44,7 @@ def init(eng: Any, zp: dict[str, Array]) -> None:
     eng.reg_blocks = zp["region_blocks"].astype(xp.int64)
     eng.reg_sorted = zp["sorted_freelists"].astype(bool)
     eng.reg_evac = zp["region_evacuation"].astype(bool)
+    eng.reg_delayed = zp["region_worker_delayed"].astype(bool)
     eng.any_sorted = bool(eng.reg_sorted.any())
     eng.any_evac = bool(eng.reg_evac.any())
     eng.mpc_region = xp.full(eng.Z, -1, dtype=xp.int64)
@@ -161,8 +162,9 @@ def bulk_notes(eng: Any, mt: Array, rank: Array, first: Array, log: tuple[Array,
     return (flag & (eng.reg_evac & ~eng.mpc_inprog)[:, None]) | (first & pending[:, None])
 
 
-def mem_power_work(eng: Any) -> None:
-    """The queued worker of every zone with work in progress (TM 6.4).
+def mem_power_work(eng: Any, delayed: bool) -> None:
+    """The queued worker of every zone with work in progress (TM 6.4) whose worker runs
+    at this point: at the end of the tick, or (``delayed``) after the tick's frees.
 
     Evacuates the noted region pageblock by pageblock: the migrate scanner's walk and
     isolation as process_source_block() counts them, then every candidate in ascending
@@ -171,7 +173,7 @@ def mem_power_work(eng: Any) -> None:
     migrated sources are freed (ascending) before the next block.
     """
     xp = eng.xp
-    z = xp.nonzero(eng.mpc_inprog)[0]
+    z = xp.nonzero(eng.mpc_inprog & (eng.reg_delayed if delayed else ~eng.reg_delayed))[0]
     if z.shape[0] == 0:
         return
     c = eng.cnt

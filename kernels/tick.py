@@ -1944,6 +1944,8 @@ class _Engine:
                     ok = xp.isin(self.kind[zz, p], free_kinds)
                     g = xp.unique(zz[ok] * self.N + p[ok])
                     self._free_pfns(g // self.N, g % self.N)
+                if self.any_evac:  # regions (seed 002): a delayed worker runs after the frees
+                    regions.mem_power_work(self, delayed=True)
                 a_n = ph.allocs_per_tick
                 if a_n:
                     ctr = xp.arange(t * a_n, (t + 1) * a_n, dtype=xp.uint64)[None, :]
@@ -1969,7 +1971,7 @@ class _Engine:
                 self._kcompactd()
                 self._proactive(t)
                 if self.any_evac:  # regions (seed 002): the queued worker runs
-                    regions.mem_power_work(self)
+                    regions.mem_power_work(self, delayed=False)
                 se = prog.sample_every
                 if t % se == se - 1 and t // se < n_samp:
                     s = t // se

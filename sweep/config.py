@@ -116,6 +116,9 @@ class PolicyConfig:
     # queues a worker to evacuate a freshly used region. Time-stepped workloads only.
     sorted_freelists: bool = False
     region_evacuation: bool = False
+    # false: the worker runs at the end of the tick that queued it (the seed's code);
+    # true: after the next tick's frees (a worker that waits for memory to be freed)
+    region_worker_delayed: bool = False
 
 
 @dataclass
@@ -360,6 +363,7 @@ def validate(cfg: SweepConfig) -> None:
                 ("stop_below_watermark", pol.stop_below_watermark, False),
                 ("sorted_freelists", pol.sorted_freelists, False),
                 ("region_evacuation", pol.region_evacuation, False),
+                ("region_worker_delayed", pol.region_worker_delayed, False),
             )
             if value != default
         ]

@@ -266,6 +266,7 @@ def region_keys(cfg: SweepConfig) -> dict[str, Any]:
     keys: dict[str, Any] = {
         "sorted_freelists": cfg.policy.sorted_freelists,
         "region_evacuation": cfg.policy.region_evacuation,
+        "region_worker_delayed": cfg.policy.region_worker_delayed,
     }
     if isinstance(wl, RegionsConfig):
         keys["region_blocks"] = region_blocks(wl)

@@ -48,6 +48,7 @@ def test_config_groups_have_the_documented_options() -> None:
         "proactive_score",
         "reactive",
         "regions",  # seed 002
+        "regions_delayed",  # seed 002
         "regions_sorted",  # seed 002
         "stop_below_watermark",
     ]

@@ -229,6 +229,7 @@ def region_case(seed: int, nr_zones: int, nr_blocks: int | None = None, rbs=(1, 
         region_blocks=rb,
         sorted_freelists=rng.random(nr_zones) < 0.7,
         region_evacuation=rng.random(nr_zones) < 0.7,
+        region_worker_delayed=rng.random(nr_zones) < 0.4,
     )
     prog = Program(
         phases=tuple(random_phase(rng, i, high) for i in range(int(rng.integers(1, 4)))),
@@ -428,7 +429,8 @@ def test_regions_cli_writes_result(tmp_path):
 @pytest.mark.parametrize("kernel", ["v4_12", "v6_19"])
 def test_regions_workload_engine_equals_reference(kernel):
     """The workload's own program (build cycles, bulk background rounds, evacuations) on a
-    64-pageblock zone with 8 regions: engine == reference, invariants after every tick."""
+    64-pageblock zone with 8 regions, the worker at the end of the tick and delayed:
+    engine == reference, invariants after every tick."""
     from sweep.config import PROFILES, compose_config
     from sweep.scenario import cell_inputs
 
@@ -437,6 +439,12 @@ def test_regions_workload_engine_equals_reference(kernel):
                           "workload.cycle_ticks=30", "workload.load_pages_per_s=1250"])  # fmt: skip
     cell = cell_inputs(cfg, np)
     f = {k: getattr(cell.zones, k) for k in cell.zones.__dataclass_fields__}
-    zones = TickZones(**{**f, "sorted_freelists": np.array([True, False])})
+    zones = TickZones(
+        **{
+            **f,
+            "sorted_freelists": np.array([True, True]),
+            "region_worker_delayed": np.array([False, True]),
+        }
+    )
     res = compare(cell.kind, cell.block_mt, zones, cell.program, PROFILES[kernel], kernel)
     assert (res.counters[:, -1, C["region_evacuations"]] > 0).all()

@@ -32,12 +32,15 @@ MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE = 1, 2
 SWAP_WINDOW = 32  # LRU-lock window of the compaction model (TM 3.4)
 
 
-def init_regions(z: ZoneRef, region_blocks: int, sorted_lists: bool, evacuation: bool) -> None:
+def init_regions(
+    z: ZoneRef, region_blocks: int, sorted_lists: bool, evacuation: bool, delayed: bool
+) -> None:
     """struct zone_mem_region / mem_power_ctrl state of one zone (TM 6.1)."""
     z.region_pages = region_blocks << PAGEBLOCK_ORDER
     z.nr_regions = -(-z.N // z.region_pages)
     z.sorted_freelists = sorted_lists
     z.region_evacuation = evacuation
+    z.region_worker_delayed = delayed  # the worker runs after the next tick's frees (TM 6.4)
     z.mpc_region = -1  # mem_power_ctrl.region (NULL = -1)
     z.mpc_work_in_progress = False  # is_mem_pwr_work_in_progress()
 

@@ -148,6 +148,7 @@ class ZoneRef:
             int(zone.region_blocks[0]),
             bool(zone.sorted_freelists[0]),
             bool(zone.region_evacuation[0]),
+            bool(zone.region_worker_delayed[0]),
         )
 
         # Pages and pageblocks (TM 1, 2).
@@ -1201,6 +1202,8 @@ def tick(
     if i == 0:
         phase_start(z, phase)
     background_frees(z, phase, t)
+    if z.mpc_work_in_progress and z.region_worker_delayed:  # regions (seed 002): TM 6.4
+        regions.mem_power_work(z)
     background_allocs(z, phase, t)
     every = phase.attempt_every
     if every > 0 and i % every == every - 1:
@@ -1217,7 +1220,7 @@ def tick(
         kcompactd_do_work(z)
     if z.kcompactd_mode == KCOMPACTD_PROACTIVE_SCORE:
         proactive_compact_timer(z, t)
-    if z.mpc_work_in_progress:  # regions (seed 002): the queued worker runs (TM 6.3)
+    if z.mpc_work_in_progress and not z.region_worker_delayed:  # regions (seed 002), TM 6.4
         regions.mem_power_work(z)
     every = z.program.sample_every
     if t % every == every - 1:
