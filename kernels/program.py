@@ -77,6 +77,7 @@ COUNTERS = (
     "kswapd_wake",
     "pgsteal_kswapd",
     "direct_reclaimed",
+    "region_evacuations",  # regions (seed 002): mem_power_ctrl work runs (tick-model.md 6)
 )
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 
@@ -97,6 +98,7 @@ SCALARS = (
     "wmark_min",
     "wmark_low",
     "wmark_high",
+    "mpc_region",  # regions (seed 002): the region noted by the alloc path, -1 = none
 )
 
 
@@ -180,6 +182,11 @@ class TickZones:
     stop_below_watermark: np.ndarray  # bool (seed 000 patch 5)
     proactiveness: np.ndarray  # int64, 0..100
     min_free_kbytes: np.ndarray  # int64
+    # Memory regions (seed 002, tick-model.md 6); the defaults are the plain buddy.
+    region_blocks: np.ndarray  # int64, pageblocks per memory region (a power of two)
+    sorted_freelists: np.ndarray  # bool, free lists sorted by region (Bhat's sorted-buddy)
+    region_evacuation: np.ndarray  # bool, the alloc/free handshake and its evacuation work
+    region_worker_delayed: np.ndarray  # bool, the worker runs after the next tick's frees
 
     @classmethod
     def create(cls, nr_zones: int, **values: Any) -> TickZones:
@@ -192,12 +199,17 @@ class TickZones:
             "stop_below_watermark": False,
             "proactiveness": 20,
             "min_free_kbytes": 4096,
+            "region_blocks": 256,  # 512 MiB: the test machine's hardware region (seed 002)
+            "sorted_freelists": False,
+            "region_evacuation": False,
+            "region_worker_delayed": False,
         }
         unknown = set(values) - set(defaults)
         if unknown:
             raise TypeError(f"unknown TickZones fields: {sorted(unknown)}")
         defaults.update(values)
         dtypes = {"seed": np.uint64, "skip_pinned": bool, "stop_below_watermark": bool}
+        dtypes.update(sorted_freelists=bool, region_evacuation=bool, region_worker_delayed=bool)
         arrays = {
             k: np.broadcast_to(np.asarray(v, dtype=dtypes.get(k, np.int64)), (nr_zones,)).copy()
             for k, v in defaults.items()
@@ -223,6 +235,10 @@ class TickZones:
             raise ValueError("proactiveness must be in 0..100")
         if (self.min_free_kbytes < 128).any():
             raise ValueError("min_free_kbytes must be >= 128")
+        rb = self.region_blocks
+        bad = (rb < 1) | ((rb & (rb - 1)) != 0)
+        if bad.any():
+            raise ValueError(f"region_blocks must be a power of two >= 1, got {rb[bad][0]}")
 
 
 @dataclass
@@ -240,6 +256,8 @@ class TickResult:
     nr_free: np.ndarray  # (Z, S) int64, NR_FREE at each sample
     attempts: np.ndarray  # (Z, n_attempts) int8, 1 success / 0 failure
     scalars: dict[str, np.ndarray] = field(default_factory=dict)  # SCALARS, (Z,) int64 each
+    # (Z, S) int64: memory regions with every page FREE at each sample (seed 002)
+    free_regions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
 
 
 def weight_thresholds(weights: tuple[float, ...]) -> list[int]:

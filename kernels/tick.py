@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from kernels import regions  # regions (seed 002): sorted lists, handshake, worker
 from kernels.backend import Array, array_namespace, get_xp, to_numpy
 from kernels.metrics import extfrag_for_order, fill_contig_page_info, fragmentation_index
 from kernels.program import (
@@ -205,19 +206,19 @@ _KEY_BITS = 42  # |key| <= clock < 2**41 in any run this engine can do in practi
 
 
 def _sort_by_group_then_key_desc(
-    xp: ModuleType, seg: Array, order: Array, key: Array, clock: Array
+    xp: ModuleType, seg: Array, sub: Array, nsub: int, key: Array, clock: Array
 ) -> Array:
-    """Permutation sorting heads by (seg, order) ascending, then key descending.
+    """Permutation sorting heads by (seg, sub) ascending, then key descending.
 
-    Equal to ``lexsort((-key, order, seg))`` (keys are unique within a zone and seg starts
-    with the zone), as one argsort of a packed int64 ``(seg * 11 + order) << 42 | (2**41 -
-    1 - key)``: one sort pass instead of lexsort's four. Falls back to lexsort when the
-    packed value would not fit (clock >= 2**41 or more than 2**21 segments).
+    Equal to ``lexsort((-key, sub, seg))`` for ``0 <= sub < nsub`` (keys are unique within
+    a zone and seg starts with the zone), as one argsort of a packed int64 ``(seg * nsub +
+    sub) << 42 | (2**41 - 1 - key)``: one sort pass instead of lexsort's. Falls back to
+    lexsort when the packed value would not fit (clock >= 2**41, or seg * nsub >= 2**21).
     """
     nseg = int(seg.max()) + 1 if seg.shape[0] else 0
-    if nseg * NORD >= 1 << (63 - _KEY_BITS) or int(clock.max()) >= 1 << (_KEY_BITS - 1):
-        return xp.lexsort(xp.stack([-key, order, seg]))
-    top = (seg * NORD + order) << xp.int64(_KEY_BITS)
+    if nseg * nsub >= 1 << (63 - _KEY_BITS) or int(clock.max()) >= 1 << (_KEY_BITS - 1):
+        return xp.lexsort(xp.stack([-key, sub, seg]))
+    top = (seg * nsub + sub) << xp.int64(_KEY_BITS)
     return xp.argsort(top | ((xp.int64(1) << xp.int64(_KEY_BITS - 1)) - 1 - key), kind="stable")
 
 
@@ -322,6 +323,7 @@ class _Engine:
         self.skip_pinned = zp["skip_pinned"].astype(bool)
         self.stop_wm = zp["stop_below_watermark"].astype(bool)
         self.proact = zp["proactiveness"].astype(i64)
+        regions.init(self, zp)  # regions (seed 002): per-zone region state
         self.cnt = xp.zeros((z_n, len(COUNTERS)), dtype=i64)
 
         def zeros() -> Array:
@@ -431,6 +433,8 @@ class _Engine:
         blk = pfn >> 9
         _scatter_max(xp, self.bmaxf, (z * NG + g) * self.BP + blk, key)
         _scatter_max(xp, self.sbmaxf, (z * NG + g) * self.S + (blk >> 6), key)
+        if self.any_evac:  # regions (seed 002): add_to_freelist() queues noted work
+            regions.queue_work(self, z)
 
     def _log_compact(self) -> tuple[Array, Array]:
         """The head log, compacted: (flat index z * N + pfn, key) of every free head.
@@ -487,9 +491,12 @@ class _Engine:
         """first(o, mt) search: (superblock row, block, position in block, group keys)."""
         xp = self.xp
         base = z * NG + o * NMT + mt
-        s = xp.argmax(self.sbmax_rows[base], axis=1)
-        srow = base * self.S + s
-        b = s * SB + xp.argmax(self.bmax_rows[srow], axis=1)
+        if self.any_sorted:  # regions (seed 002): sorted rows search the lowest region
+            srow, b = regions.find_block(self, z, base)
+        else:
+            s = xp.argmax(self.sbmax_rows[base], axis=1)
+            srow = base * self.S + s
+            b = s * SB + xp.argmax(self.bmax_rows[srow], axis=1)
         row = z * self.B + b
         sel = self.gcb[row] == (base - z * NG)[:, None]
         vals = xp.where(sel, self.keyb[row], NONE_KEY)
@@ -554,6 +561,8 @@ class _Engine:
         vals[xp.arange(z.shape[0]), j] = NONE_KEY
         self.bmaxf[(z * NG + g) * self.BP + b] = vals.max(axis=1)
         self.sbmaxf[srow] = self.bmax_rows[srow].max(axis=1)
+        if self.any_evac:  # regions (seed 002): rmqueue_del_from_freelist() notes
+            regions.note(self, z, h, o, mt)
         self._expand(z, h, order, o, mt)
         return h
 
@@ -627,6 +636,8 @@ class _Engine:
                 self.bmt[zz, hh >> 9] = mt[r].astype(xp.int8)
                 if o == 10:
                     self.bmt[zz, (hh >> 9) + 1] = mt[r].astype(xp.int8)
+                if self.any_evac:  # regions (seed 002): rmqueue_del_from_freelist() notes
+                    regions.note(self, zz, hh, oo, fb)
                 self._expand(zz, hh, order[r], oo, mt[r])
                 h[r] = hh
                 live[r] = False
@@ -1694,7 +1705,14 @@ class _Engine:
         ep = fi - ez * n
         eo = self.bof[fi].astype(i64)
         em = self.lmf[fi].astype(i64)
-        order = _sort_by_group_then_key_desc(xp, ez * NMT + em, eo, key, self.clock)
+        if self.any_sorted:  # regions (seed 002): sorted lists take the lowest region first
+            reg = xp.where(self.reg_sorted[ez], (ep >> 9) // self.reg_blocks[ez], 0)
+            nreg = int(reg.max()) + 1 if reg.shape[0] else 1
+            order = _sort_by_group_then_key_desc(
+                xp, ez * NMT + em, eo * nreg + reg, NORD * nreg, key, self.clock
+            )
+        else:
+            order = _sort_by_group_then_key_desc(xp, ez * NMT + em, eo, NORD, key, self.clock)
         fi, key, ez, ep, eo, em = (a[order] for a in (fi, key, ez, ep, eo, em))
         size = xp.int64(1) << eo
         gcum = xp.cumsum(size)
@@ -1712,6 +1730,9 @@ class _Engine:
         ok = (rank < xp.take_along_axis(tot.reshape(z_n, NMT), mt, axis=1)) & (
             nr_j > self.wmin[:, None]
         )
+        if self.any_evac:  # regions (seed 002): an event that notes a region runs alone
+            first = jj == start[:, None]
+            ok &= ~regions.bulk_notes(self, mt, rank, first, (ez, ep, em, gcum, gx, segbase, tot))
         bad = ev & ~ok
         j0 = xp.where(bad.any(axis=1), xp.argmax(bad, axis=1), a_n)
         valid = ev & (jj < j0[:, None])
@@ -1904,6 +1925,8 @@ class _Engine:
                 fail("engine per-block FILE counts")
             if to_numpy(self.niso_b)[z].any():
                 fail("engine per-block ISOFREE counts")
+            if bool(to_numpy(self.mpc_inprog)[z]) and int(to_numpy(self.mpc_region)[z]) < 0:
+                fail("regions: work queued without a region")  # regions (seed 002)
         lf = to_numpy(self._log_compact()[0])
         heads = np.flatnonzero(bo.reshape(-1) >= 0)
         if not np.array_equal(np.sort(lf), heads):
@@ -1918,6 +1941,7 @@ class _Engine:
         counters = np.zeros((z_n, len(prog.phases), len(COUNTERS)), dtype=np.int64)
         buddyinfo = xp.zeros((z_n, n_samp, NORD), dtype=xp.int64)
         nr_free_s = xp.zeros((z_n, n_samp), dtype=xp.int64)
+        free_regions = xp.zeros((z_n, n_samp), dtype=xp.int64)  # regions (seed 002)
         attempts = xp.zeros((z_n, n_att), dtype=xp.int8)
         seeds = self.seed[:, None]
         allz = xp.arange(z_n, dtype=xp.int64)
@@ -1952,6 +1976,8 @@ class _Engine:
                     ok = free_table[self.kind[zz, p]]
                     g = xp.unique(zz[ok] * self.N + p[ok])
                     self._free_pfns(g // self.N, g % self.N)
+                if self.any_evac:  # regions (seed 002): a delayed worker runs after the frees
+                    regions.mem_power_work(self, delayed=True)
                 a_n = ph.allocs_per_tick
                 if a_n:
                     ctr = xp.arange(t * a_n, (t + 1) * a_n, dtype=xp.uint64)[None, :]
@@ -1976,11 +2002,14 @@ class _Engine:
                     self.kc_pending |= (self.kmode != KCOMPACTD_NONE) & (self.kc_max_order > 0)
                 self._kcompactd()
                 self._proactive(t)
+                if self.any_evac:  # regions (seed 002): the queued worker runs
+                    regions.mem_power_work(self, delayed=False)
                 se = prog.sample_every
                 if t % se == se - 1 and t // se < n_samp:
                     s = t // se
                     buddyinfo[:, s] = self.nrf.sum(axis=2)
                     nr_free_s[:, s] = self.nr_free
+                    free_regions[:, s] = regions.nr_free_regions(self)  # regions (seed 002)
                 if ti == ph.ticks - 1:
                     self._phase_end(held_h, held_n)
                 if check:
@@ -1993,7 +2022,9 @@ class _Engine:
             if ph.ticks == 0:
                 pass
             counters[:, pi] = to_numpy(self.cnt)
-        return self._result(counters, buddyinfo, nr_free_s, attempts)
+        res = self._result(counters, buddyinfo, nr_free_s, attempts)
+        res.free_regions = to_numpy(free_regions)  # regions (seed 002)
+        return res
 
     def _phase_end(self, held_h: Array, held_n: Array) -> None:
         """Held blocks freed in reverse order of allocation (__free_pages, KM 10.1).
@@ -2042,6 +2073,7 @@ class _Engine:
             "wmark_min": self.wmin,
             "wmark_low": self.wlow,
             "wmark_high": self.whigh,
+            "mpc_region": self.mpc_region,  # regions (seed 002)
         }
         assert tuple(scal) == SCALARS
         return TickResult(

@@ -111,6 +111,14 @@ class PolicyConfig:
     kcompactd: str = "auto"
     proactiveness: int = 20  # vm.compaction_proactiveness (proactive_score)
     stop_below_watermark: bool = False  # seed 000 patch 5: stop when free < watermark
+    # Seed 002 (Bhat's memory regions, docs/tick-model.md 6): free lists sorted by memory
+    # region (allocate from the lowest region first), and the alloc/free handshake that
+    # queues a worker to evacuate a freshly used region. Time-stepped workloads only.
+    sorted_freelists: bool = False
+    region_evacuation: bool = False
+    # false: the worker runs at the end of the tick that queued it (the seed's code);
+    # true: after the next tick's frees (a worker that waits for memory to be freed)
+    region_worker_delayed: bool = False
 
 
 @dataclass
@@ -202,6 +210,25 @@ class PinnedConfig(ScenarioConfig):
 
 
 @dataclass
+class RegionsConfig(ScenarioConfig):
+    """Seed 002: a build-like load in cycles; memory regions kept entirely free over time.
+
+    Each cycle is ``cycle_ticks`` ticks of a background load (``load_pages_per_s``, kinds
+    ``load_mix``) whose random frees balance it at ``load_occupancy`` of the zone; every
+    cycle after the first starts as a build ends: its anonymous memory freed and the
+    caches dropped. No high-order attempts.
+    """
+
+    region_mb: int = 512  # memory region size (MiB): the RFC's test machine, KM 12(e)
+    cycles: int = 3  # build cycles
+    cycle_ticks: int = 300  # ticks per cycle
+    tick_ms: float = 100.0  # simulated time per tick
+    load_pages_per_s: int = 10000  # background allocations per second of simulated time
+    load_mix: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.03, 0.07])
+    load_occupancy: float = 0.6  # probe frees balance allocations at this share of the zone
+
+
+@dataclass
 class SweepConfig:
     zone: ZoneConfig = MISSING
     kernel: KernelConfig = MISSING
@@ -229,6 +256,7 @@ def register_configs() -> None:
     cs.store(group="workload", name="base_holepunch", node=HolepunchConfig)
     cs.store(group="workload", name="base_stress_highalloc", node=StressHighallocConfig)
     cs.store(group="workload", name="base_pinned", node=PinnedConfig)
+    cs.store(group="workload", name="base_regions", node=RegionsConfig)
 
 
 def to_config(cfg: DictConfig) -> SweepConfig:
@@ -333,6 +361,9 @@ def validate(cfg: SweepConfig) -> None:
                 ("kcompactd", pol.kcompactd, "auto"),
                 ("proactiveness", pol.proactiveness, 20),
                 ("stop_below_watermark", pol.stop_below_watermark, False),
+                ("sorted_freelists", pol.sorted_freelists, False),
+                ("region_evacuation", pol.region_evacuation, False),
+                ("region_worker_delayed", pol.region_worker_delayed, False),
             )
             if value != default
         ]
@@ -446,6 +477,8 @@ def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
         _check_range("workload.pollution", wl.pollution, 0, 1)
     if hasattr(wl, "attempts") and wl.attempts < 1:
         raise ConfigError("workload.attempts", f"={wl.attempts} must be >= 1")
+    if isinstance(wl, RegionsConfig):
+        _validate_regions(cfg, wl)
     if isinstance(wl, StressHighallocConfig):
         if wl.mb_per_sec < 1:
             raise ConfigError("workload.mb_per_sec", f"={wl.mb_per_sec} must be >= 1")
@@ -468,6 +501,40 @@ def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
             128,
             min(65536, cfg.zone.nr_pages * 4 // 4),  # at most a quarter of the zone
         )
+
+
+def region_blocks(wl: RegionsConfig) -> int:
+    """Pageblocks (2 MiB) per memory region of ``workload.region_mb``."""
+    return wl.region_mb * 256 // PAGEBLOCK_NR_PAGES
+
+
+def _validate_regions(cfg: SweepConfig, wl: RegionsConfig) -> None:
+    """Values of ``workload=regions`` (seed 002)."""
+    mb = wl.region_mb
+    if mb < 2 or mb & (mb - 1):
+        raise ConfigError(
+            "workload.region_mb",
+            f"={mb} must be a power of two >= 2 (whole 2 MiB pageblocks, 2^k of them)",
+        )
+    if mb * 256 > cfg.zone.nr_pages:
+        raise ConfigError(
+            "workload.region_mb",
+            f"={mb} is larger than the zone ({cfg.zone.nr_pages * 4 // 1024} MiB): "
+            "give at least one whole region",
+        )
+    if wl.cycles < 1:
+        raise ConfigError("workload.cycles", f"={wl.cycles} must be >= 1")
+    if wl.cycle_ticks < 1:
+        raise ConfigError("workload.cycle_ticks", f"={wl.cycle_ticks} must be >= 1")
+    if wl.load_pages_per_s < 0:
+        raise ConfigError("workload.load_pages_per_s", f"={wl.load_pages_per_s} must be >= 0")
+    if len(wl.load_mix) != 4 or min(wl.load_mix) < 0 or abs(sum(wl.load_mix) - 1) > 1e-6:
+        raise ConfigError(
+            "workload.load_mix",
+            f"={list(wl.load_mix)} must be 4 non-negative shares (anon, file, unmovable, "
+            "reclaimable) summing to 1",
+        )
+    _check_range("workload.load_occupancy", wl.load_occupancy, 0.05, 1)
 
 
 def _validate_compact_node(wl: CompactNodeConfig) -> None:
@@ -518,6 +585,7 @@ def _known_keys() -> list[str]:
             HolepunchConfig,
             StressHighallocConfig,
             PinnedConfig,
+            RegionsConfig,
         ],
     }
     keys = [f.name for f in dataclasses.fields(SweepConfig)]

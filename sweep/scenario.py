@@ -14,6 +14,8 @@ Each workload mirrors one seed experiment (``docs/seeds.md`` has the numbers):
   then pass 1 and pass 2 under load and pass 3 at rest (load killed, caches dropped,
   ``min_free_kbytes = 1024``), each ``percent`` % of memory in order-``k`` attempts.
 * ``pinned`` (seed 003): ~94 % of the zone pinned, THP faults with direct compaction.
+* ``regions`` (seed 002): a build-like load in cycles on an empty zone; memory regions
+  kept entirely free over time with plain or region-sorted free lists and evacuation.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ from sweep.config import (
     ConfigError,
     HolepunchConfig,
     PinnedConfig,
+    RegionsConfig,
     ScenarioConfig,
     StressHighallocConfig,
     SweepConfig,
+    region_blocks,
     scenario_order,
 )
 from sweep.expand import effective_min_free_kbytes
@@ -104,6 +108,10 @@ TICK_COUNTER_ATTRS: dict[str, dict[str, str]] = {
         "units": "pages",
         "long_name": "page cache reclaimed by direct reclaim (pgsteal_direct)",
     },
+    "region_evacuations": {
+        "units": "1",
+        "long_name": "memory-region evacuation work runs (seed 002 mem_power_ctrl worker)",
+    },
 }
 
 
@@ -131,6 +139,11 @@ class ScenarioResult:
     attempts: np.ndarray  # (Z, A) int8
     attempt_phase: np.ndarray  # (A,) int64 phase index of each attempt
     scalars: Mapping[str, np.ndarray]
+    # (Z, S) memory regions with every page free at each sample (seed 002)
+    samples_free_regions: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.int64)
+    )
+    nr_regions: int = 0  # memory regions of the zone (the last one may be partial)
 
     @property
     def nr_zones(self) -> int:
@@ -176,6 +189,8 @@ def build_program(cfg: SweepConfig) -> Program:
     if isinstance(wl, HolepunchConfig | PinnedConfig):
         phase = Phase(name=wl.name, ticks=wl.attempts, keep=wl.keep, **attempt)
         return Program(phases=(phase,), tick_ms=wl.tick_ms, **common)
+    if isinstance(wl, RegionsConfig):
+        return _regions_program(wl, common)
     assert isinstance(wl, StressHighallocConfig)
     n = cfg.zone.nr_pages
     tick_ms = attempt_interval_ms(order, wl.mb_per_sec)
@@ -225,6 +240,45 @@ def build_program(cfg: SweepConfig) -> Program:
     return Program(phases=phases, tick_ms=float(tick_ms), **common)
 
 
+def _regions_program(wl: RegionsConfig, common: dict[str, Any]) -> Program:
+    """Seed 002's load: ``cycles`` builds; each after the first starts as one ends."""
+    allocs = round(wl.load_pages_per_s * wl.tick_ms / 1000)
+    total = float(sum(wl.load_mix))
+    mix = tuple(float(x) / total for x in wl.load_mix)
+    phases = tuple(
+        Phase(
+            name=f"build{c + 1}",
+            ticks=wl.cycle_ticks,
+            allocs_per_tick=allocs,
+            frees_per_tick=round(allocs / wl.load_occupancy),
+            alloc_weights=mix,
+            kill_anon=c > 0,  # the previous build's processes exit
+            drop_caches=c > 0,  # and its page cache and slab are dropped
+        )
+        for c in range(wl.cycles)
+    )
+    return Program(phases=phases, tick_ms=wl.tick_ms, **common)
+
+
+def region_keys(cfg: SweepConfig) -> dict[str, Any]:
+    """The TickZones region fields of a cell (seed 002); the plain buddy by default."""
+    wl = cfg.workload
+    keys: dict[str, Any] = {
+        "sorted_freelists": cfg.policy.sorted_freelists,
+        "region_evacuation": cfg.policy.region_evacuation,
+        "region_worker_delayed": cfg.policy.region_worker_delayed,
+    }
+    if isinstance(wl, RegionsConfig):
+        keys["region_blocks"] = region_blocks(wl)
+    return keys
+
+
+def uses_regions(cfg: SweepConfig) -> bool:
+    """Whether a cell reports memory regions: workload=regions or a region policy."""
+    pol = cfg.policy
+    return isinstance(cfg.workload, RegionsConfig) or pol.sorted_freelists or pol.region_evacuation
+
+
 def initial_zones(cfg: SweepConfig, xp: Any, seeds: np.ndarray) -> tuple[Any, Any]:
     """Initial ``(kind (Z, N) uint8, block_mt (Z, B) int8)`` of the cell's zones."""
     from kernels.tick import initial_kinds
@@ -232,7 +286,7 @@ def initial_zones(cfg: SweepConfig, xp: Any, seeds: np.ndarray) -> tuple[Any, An
     wl = cfg.workload
     n = cfg.zone.nr_pages
     z = seeds.shape[0]
-    if isinstance(wl, StressHighallocConfig):
+    if isinstance(wl, StressHighallocConfig | RegionsConfig):
         # A freshly booted zone: everything free, every pageblock MOVABLE.
         kind = xp.zeros((z, n), dtype=xp.uint8)
         block_mt = xp.full((z, n // PAGEBLOCK_NR_PAGES), int(MigrateType.MOVABLE), dtype=xp.int8)
@@ -267,10 +321,11 @@ def check_scenario_feasible(cfg: SweepConfig) -> None:
             kcompactd=kcompactd_mode(cfg),
             proactiveness=cfg.policy.proactiveness,
             min_free_kbytes=effective_min_free_kbytes(cfg),
+            **region_keys(cfg),
         ).validate()
     except ValueError as exc:
         raise ConfigError("workload", f": {exc}") from exc
-    if isinstance(cfg.workload, StressHighallocConfig):
+    if isinstance(cfg.workload, StressHighallocConfig | RegionsConfig):
         return
     try:
         fragment_counts(_fragment_params(cfg, seeds))
@@ -290,6 +345,7 @@ def cell_inputs(cfg: SweepConfig, xp: Any) -> ScenarioCell:
         stop_below_watermark=cfg.policy.stop_below_watermark,
         proactiveness=cfg.policy.proactiveness,
         min_free_kbytes=effective_min_free_kbytes(cfg),
+        **region_keys(cfg),
     )
     zones.validate()
     kind, block_mt = initial_zones(cfg, xp, seeds)
@@ -396,6 +452,13 @@ def run_scenario_batch(
         sl = slice(start, start + cfg.replicates)
         start += cfg.replicates
         results.append(_cell_result(program, kind0[sl], res, sl))
+        if uses_regions(cfg):  # seed 002: the regions sampled over time
+            rb = int(cells[len(results) - 1].zones.region_blocks[0])
+            results[-1] = dataclasses.replace(
+                results[-1],
+                samples_free_regions=res.free_regions[sl],
+                nr_regions=-(-(kind.shape[1] // PAGEBLOCK_NR_PAGES) // rb),
+            )
     return results
 
 
@@ -544,6 +607,16 @@ def build_scenario_dataset(result: ScenarioResult, attrs: Mapping[str, Any]) -> 
         result.samples_nr_free,
         {"units": "pages", "long_name": "free pages, sampled over simulated time"},
     )
+    if isinstance(result.nr_regions, int) and result.nr_regions > 0:
+        data_vars["free_regions_over_time"] = (
+            (rep, "time"),
+            result.samples_free_regions,
+            {
+                "units": "regions",
+                "long_name": "memory regions with every page free (power-down candidates, "
+                f"seed 002), sampled over simulated time; the zone has {result.nr_regions}",
+            },
+        )
     data_vars["attempt_success"] = (
         (rep, "attempt"),
         result.attempts,
@@ -607,4 +680,14 @@ def format_phase_table(result: ScenarioResult) -> list[str]:
         lines.append(f"{name:{width}}" + "".join(f"{x:>14,.1f}" for x in v))
     cost = compaction_cost(result.counters).mean(axis=0)
     lines.append(f"{'compaction_cost':{width}}" + "".join(f"{x:>14,.3f}" for x in cost))
+    if result.nr_regions > 0:  # seed 002: evacuations and regions kept entirely free
+        v = result.counters[:, :, COUNTER_INDEX["region_evacuations"]].mean(axis=0)
+        lines.append(f"{'region_evacuations':{width}}" + "".join(f"{x:>14,.1f}" for x in v))
+        fr = result.samples_free_regions
+        if fr.size:
+            lines.append(
+                f"# free regions (of {result.nr_regions}), mean over replicates: "
+                f"mean of samples {fr.mean():.2f}, min {fr.mean(axis=0).min():.2f}, "
+                f"final {fr[:, -1].mean():.2f}"
+            )
     return lines

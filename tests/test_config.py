@@ -47,12 +47,16 @@ def test_config_groups_have_the_documented_options() -> None:
         "proactive_demand",
         "proactive_score",
         "reactive",
+        "regions",  # seed 002
+        "regions_delayed",  # seed 002
+        "regions_sorted",  # seed 002
         "stop_below_watermark",
     ]
     assert group_options("workload") == [
         "compact_node",
         "holepunch",
         "pinned",
+        "regions",  # seed 002
         "snapshot",
         "stress_highalloc",
     ]

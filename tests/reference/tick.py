@@ -58,6 +58,7 @@ from kernels.program import (
 )
 from kernels.rng import hash_u64
 from kernels.zone import KernelProfile, setup_per_zone_wmarks
+from tests.reference import regions  # regions (seed 002): sorted lists, handshake, worker
 
 MAX_PAGE_ORDER = 10
 NR_ORDERS = MAX_PAGE_ORDER + 1
@@ -141,6 +142,14 @@ class ZoneRef:
         self.skip_pinned = bool(zone.skip_pinned[0])
         self.stop_below_watermark = bool(zone.stop_below_watermark[0])
         self.proactiveness = int(zone.proactiveness[0])
+        # regions (seed 002, TM 6): region size, sorted lists, handshake and worker state
+        regions.init_regions(
+            self,
+            int(zone.region_blocks[0]),
+            bool(zone.sorted_freelists[0]),
+            bool(zone.region_evacuation[0]),
+            bool(zone.region_worker_delayed[0]),
+        )
 
         # Pages and pageblocks (TM 1, 2).
         self.kind = bytearray(kind_row.astype(np.uint8).tobytes())
@@ -266,7 +275,9 @@ def add_to_free_list(z: ZoneRef, pfn: int, order: int, mt: int, tail: bool) -> N
     z.list_mt[pfn] = mt
     z.key[pfn] = key
     z.free_list[order][mt][pfn] = key
-    heapq.heappush(z._heaps[order][mt], (-key, pfn))
+    # regions (seed 002): the heap orders by (region if sorted lists else 0, -key)
+    heapq.heappush(z._heaps[order][mt], (regions.heap_rank(z, pfn), -key, pfn))
+    regions.add_to_freelist_handshake(z)  # regions (seed 002): add_to_freelist()
 
 
 def del_page_from_free_list(z: ZoneRef, pfn: int) -> None:
@@ -288,7 +299,7 @@ def first(z: ZoneRef, order: int, mt: int) -> int | None:
     heap = z._heaps[order][mt]
     members = z.free_list[order][mt]
     while heap:
-        neg_key, pfn = heap[0]
+        _, neg_key, pfn = heap[0]  # regions (seed 002): entries lead with heap_rank()
         if members.get(pfn) == -neg_key:
             return pfn
         heapq.heappop(heap)  # stale: removed or re-keyed since it was pushed
@@ -354,7 +365,7 @@ def __rmqueue_smallest(z: ZoneRef, order: int, mt: int) -> int | None:
     for current_order in range(order, NR_ORDERS):
         page = first(z, current_order, mt)
         if page is not None:
-            del_page_from_free_list(z, page)
+            regions.rmqueue_del_from_freelist(z, page)  # regions (seed 002): handshake
             expand(z, page, order, current_order, mt)
             return page
     return None
@@ -405,7 +416,7 @@ def __rmqueue_claim(z: ZoneRef, order: int, mt: int) -> int | None:
         page = first(z, current_order, fallback_mt)
         # try_to_claim_block()
         if current_order >= PAGEBLOCK_ORDER:
-            del_page_from_free_list(z, page)
+            regions.rmqueue_del_from_freelist(z, page)  # regions (seed 002): handshake
             _set_block_types(z, page, current_order, mt)
             expand(z, page, order, current_order, mt)
             return page
@@ -432,7 +443,7 @@ def __rmqueue_steal(z: ZoneRef, order: int, mt: int) -> int | None:
         if fallback_mt is None:
             continue
         page = first(z, current_order, fallback_mt)
-        del_page_from_free_list(z, page)
+        regions.rmqueue_del_from_freelist(z, page)  # regions (seed 002): handshake
         expand(z, page, order, current_order, fallback_mt)  # page_del_and_expand()
         return page
     return None
@@ -1185,12 +1196,14 @@ def tick(
     i: int,
     held: list[tuple[int, int]],
     attempts: list[int],
-    samples: list[tuple[list[int], int]],
+    samples: list[tuple[list[int], int, int]],
 ) -> None:
     """One tick (TM 4): t is the global tick index, i the index within the phase."""
     if i == 0:
         phase_start(z, phase)
     background_frees(z, phase, t)
+    if z.mpc_work_in_progress and z.region_worker_delayed:  # regions (seed 002): TM 6.4
+        regions.mem_power_work(z)
     background_allocs(z, phase, t)
     every = phase.attempt_every
     if every > 0 and i % every == every - 1:
@@ -1207,9 +1220,12 @@ def tick(
         kcompactd_do_work(z)
     if z.kcompactd_mode == KCOMPACTD_PROACTIVE_SCORE:
         proactive_compact_timer(z, t)
+    if z.mpc_work_in_progress and not z.region_worker_delayed:  # regions (seed 002), TM 6.4
+        regions.mem_power_work(z)
     every = z.program.sample_every
     if t % every == every - 1:
-        samples.append((z.nr_free_all(), z.nr_free_pages()))
+        # regions (seed 002): the third entry, regions with every page free
+        samples.append((z.nr_free_all(), z.nr_free_pages(), regions.nr_free_regions(z)))
 
 
 def check_zone_invariants(z: ZoneRef) -> None:
@@ -1243,6 +1259,7 @@ def check_zone_invariants(z: ZoneRef) -> None:
     assert c["compact_stall"] == c["compact_success"] + c["compact_fail"]
     assert c["compact_daemon_migrate_scanned"] <= c["compact_migrate_scanned"]
     assert c["compact_daemon_free_scanned"] <= c["compact_free_scanned"]
+    assert z.mpc_region >= 0 or not z.mpc_work_in_progress, "work queued without a region"
 
 
 def _check_program(z: ZoneRef, program: Program) -> None:
@@ -1276,7 +1293,7 @@ def run_program_ref(
     _check_program(z, program)
     counters = np.zeros((1, len(program.phases), len(COUNTERS)), dtype=np.int64)
     attempts: list[int] = []
-    samples: list[tuple[list[int], int]] = []
+    samples: list[tuple[list[int], int, int]] = []
     t = 0
     for phase_index, phase in enumerate(program.phases):
         held: list[tuple[int, int]] = []
@@ -1299,7 +1316,7 @@ def _result(
     z: ZoneRef,
     counters: np.ndarray,
     attempts: list[int],
-    samples: list[tuple[list[int], int]],
+    samples: list[tuple[list[int], int, int]],
 ) -> TickResult:
     buddy_order = np.array(z.buddy_order, dtype=np.int8)
     heads = buddy_order >= 0
@@ -1325,6 +1342,7 @@ def _result(
         "wmark_min": z.wmark_min,
         "wmark_low": z.wmark_low,
         "wmark_high": z.wmark_high,
+        "mpc_region": z.mpc_region,  # regions (seed 002)
     }
     assert tuple(scalar_values) == SCALARS
     return TickResult(
@@ -1339,4 +1357,5 @@ def _result(
         nr_free=nr_free.reshape(1, -1),
         attempts=np.array(attempts, dtype=np.int8).reshape(1, -1),
         scalars={name: np.array([v], dtype=np.int64) for name, v in scalar_values.items()},
+        free_regions=np.array([s[2] for s in samples], dtype=np.int64).reshape(1, -1),
     )
