@@ -1,0 +1,366 @@
+"""CMA pageblocks and contiguous-allocation trials for the tick engine (tick-model.md 6).
+
+Two parts, both called from :mod:`kernels.tick` at a few clearly marked places:
+
+* MIGRATE_CMA in the page allocator (tick-model.md 6.1): the area layout check, the
+  CMA-first and ``__rmqueue_cma_fallback`` steps of ``__rmqueue`` (mm/page_alloc.c),
+  ``__zone_watermark_ok`` without ALLOC_CMA, and the bulk-round conditions. With no CMA
+  pageblock in the batch none of this runs (``_Engine.has_cma``), so existing programs
+  are bit-identical.
+* The trials (tick-model.md 6.3-6.4): ``alloc_contig_range`` (mm/page_alloc.c, KM 8.1),
+  ``cma_alloc`` (mm/cma.c, KM 8.2) and Minchan Kim's 2020 ``alloc_pages_bulk`` RFC
+  (KM 8.3). The oracle is ``tests/reference/contig.py``.
+
+Simplification of this implementation (not of the model): a trial runs zone by zone
+(array code inside a zone, one ``get_page`` call per migration target), not vectorised
+across the zones of a batch; trials are rare (10 per run) next to the tick work.
+
+Layer rule: array code only (NumPy/CuPy through ``xp``); imports kernels modules only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kernels.backend import Array, to_numpy
+from kernels.program import (
+    ANON,
+    CONFIG_CMA_ALIGNMENT,
+    CONTIG_BULK,
+    CONTIG_CMA_ORDER,
+    CONTIG_CMA_ORDER10,
+    CONTIG_CMA_RANGE,
+    COUNTER_INDEX,
+    FILE,
+    FREE,
+    HELD,
+    ISOFREE,
+    MT_CMA,
+    PIN,
+    RECL,
+    STREAM_BUSY,
+    TRIAL_FIELDS,
+    UNMOV,
+    Phase,
+)
+from kernels.rng import hash_u64
+
+P = 512
+CH = 1024  # MAX_ORDER_NR_PAGES: the isolation granule (pfn_max_align_down/up)
+BATCH = 32  # COMPACT_CLUSTER_MAX: pages isolate_migratepages_range() isolates per batch
+MT_M = 1
+OK, EBUSY, ENOMEM = 0, -16, -12
+_T = {name: i for i, name in enumerate(TRIAL_FIELDS)}
+
+# --------------------------------------------------------------------------- 6.1 CMA
+
+
+def cma_pages(xp: Any, bmt: Array) -> Array:
+    """Pages of each zone's CMA area; checks the layout (tick-model.md 6.1).
+
+    MIGRATE_CMA pageblocks must form one area at the top of the zone in whole 1024-page
+    chunks (CMA's MAX_ORDER alignment), so that no buddy spans CMA and other pages.
+    """
+    b = bmt.shape[1]
+    allowed = (bmt == 0) | (bmt == 1) | (bmt == 2) | (bmt == MT_CMA)
+    if not bool(allowed.all()):
+        raise ValueError("block_mt must be UNMOVABLE, MOVABLE, RECLAIMABLE or CMA (4)")
+    cma = bmt == MT_CMA
+    n = cma.sum(axis=1).astype(xp.int64)
+    top = xp.arange(b, dtype=xp.int64)[None, :] >= (b - n)[:, None]
+    if not bool(((top == cma).all(axis=1) & (n % 2 == 0)).all()):
+        raise ValueError("CMA pageblocks must be one area at the top, in whole 1024-page chunks")
+    return n * P
+
+
+def cma_free(eng: Any, z: Array) -> Array:
+    """NR_FREE_CMA_PAGES of rows z: the pages of the heads on the CMA lists."""
+    return (eng.nrf[z, :, MT_CMA] << eng.ar11[None, :]).sum(axis=1)
+
+
+def rmqueue_cma_first(eng: Any, z: Array, order: Array, mt: Array) -> Array:
+    """6.19 __rmqueue: ALLOC_CMA and NR_FREE_CMA_PAGES > NR_FREE_PAGES / 2 -> CMA first."""
+    xp = eng.xp
+    h = xp.full(z.shape[0], -1, dtype=xp.int64)
+    first = (mt == MT_M) & (cma_free(eng, z) > eng.nr_free[z] // 2)
+    r = xp.nonzero(first)[0]
+    if r.shape[0]:
+        cma = xp.full(r.shape[0], MT_CMA, dtype=xp.int64)
+        found, o = eng._smallest_order(z[r], order[r], cma)
+        rr = r[found]
+        if rr.shape[0]:
+            h[rr] = eng._take(z[rr], o[found], cma[found], order[rr])
+    rest = xp.nonzero(h < 0)[0]
+    if rest.shape[0]:
+        h[rest] = eng._rmqueue(z[rest], order[rest], mt[rest], cma_first=False)
+    return h
+
+
+def rmqueue_cma_fallback(
+    eng: Any, z: Array, order: Array, mt: Array, h: Array, found: Array
+) -> Array:
+    """__rmqueue_cma_fallback: MOVABLE rows that found nothing take __rmqueue_smallest(CMA)."""
+    xp = eng.xp
+    r = xp.nonzero(~found & (mt == MT_M))[0]
+    if r.shape[0] == 0:
+        return found
+    cma = xp.full(r.shape[0], MT_CMA, dtype=xp.int64)
+    f2, o2 = eng._smallest_order(z[r], order[r], cma)
+    rr = r[f2]
+    found = found.copy()
+    if rr.shape[0]:
+        h[rr] = eng._take(z[rr], o2[f2], cma[f2], order[rr])
+        found[rr] = True
+    return found
+
+
+def wmark_ok_cma(eng: Any, z: Array, order: Array, mark: Array, cma: Any) -> Array:
+    """__zone_watermark_ok with ALLOC_CMA per row: without it the free CMA pages are
+    subtracted and the CMA lists do not count for order > 0 (KM 3.2)."""
+    xp = eng.xp
+    cma = xp.broadcast_to(xp.asarray(cma, dtype=bool), z.shape)
+    free = eng.nr_free[z] - ((xp.int64(1) << order) - 1)
+    free = free - xp.where(cma, 0, cma_free(eng, z))
+    nr = eng.nrf[z]
+    tot = nr[:, :, 0] + nr[:, :, 1] + nr[:, :, 2] + xp.where(cma[:, None], nr[:, :, MT_CMA], 0)
+    high = ((tot > 0) & (eng.ar11[None, :] >= order[:, None])).any(axis=1)
+    return (free > mark) & ((order == 0) | high)
+
+
+def bulk_round_cma(eng: Any, mt: Array, nr_j: Array, ok: Array) -> tuple[Array, Array]:
+    """_bulk_round with CMA: events without ALLOC_CMA see NR_FREE - NR_FREE_CMA (the
+    round never touches CMA lists, so that is constant); 6.19 MOVABLE events that would
+    take CMA first end the round."""
+    xp = eng.xp
+    cf = cma_free(eng, xp.arange(eng.Z, dtype=xp.int64))[:, None]
+    nr_w = nr_j - xp.where(mt != MT_M, cf, 0)
+    ok = ok & (nr_w > eng.wmin[:, None])
+    if eng.v6:
+        ok &= ~((mt == MT_M) & (cf > nr_j // 2))
+    return ok, nr_w
+
+
+# --------------------------------------------------------------------------- 6.3 trials
+
+
+class _Zone:
+    """One zone's trial state: its row, CMA area, busy draw, bitmap and results."""
+
+    def __init__(self, eng: Any, zi: int, index: int, busy_file: float) -> None:
+        xp = eng.xp
+        self.eng, self.xp, self.zi = eng, xp, zi
+        self.z1 = xp.full(1, zi, dtype=xp.int64)
+        self.ncma = int(eng.cma_pages[zi])
+        self.base = eng.N - self.ncma
+        self.res = [0] * len(TRIAL_FIELDS)
+        self.mine = xp.zeros(eng.N, dtype=bool)  # pages this trial allocated
+        self.bitmap = xp.zeros(max(self.ncma, 1), dtype=bool)
+        thr = int(busy_file * 2.0**53)
+        pfn = xp.arange(eng.N, dtype=xp.uint64)
+        if thr:
+            ctr = xp.uint64(index * eng.N) + pfn
+            h = hash_u64(xp, eng.seed[zi], 0, STREAM_BUSY, ctr)
+            self.draw = (h >> xp.uint64(11)) < xp.uint64(thr)
+        else:
+            self.draw = xp.zeros(eng.N, dtype=bool)
+
+    def recount(self, lo: int, hi: int) -> None:
+        """The per-pageblock FREE / FILE / ISOFREE counts of [lo, hi) from the kinds."""
+        eng = self.eng
+        k3 = eng.kind[self.zi, lo:hi].reshape(-1, P)
+        b0, b1 = lo // P, hi // P
+        eng.nfree_b[self.zi, b0:b1] = (k3 == FREE).sum(axis=1)
+        eng.nfile_b[self.zi, b0:b1] = (k3 == FILE).sum(axis=1)
+        eng.niso_b[self.zi, b0:b1] = (k3 == ISOFREE).sum(axis=1)
+
+    def isolate(self, lo: int, hi: int) -> int:
+        """start_isolate_page_range(lo, hi): -EBUSY on unmovable pages in a non-CMA block,
+        else every free page of [lo, hi) leaves the allocator (ISOFREE)."""
+        eng, xp, zi = self.eng, self.xp, self.zi
+        k3 = eng.kind[zi, lo:hi].reshape(-1, P)
+        unmov = ((k3 == UNMOV) | (k3 == RECL) | (k3 == HELD)).any(axis=1)
+        if bool((unmov & (eng.bmt[zi, lo // P : hi // P] != MT_CMA)).any()):
+            return EBUSY
+        heads = xp.nonzero(eng.bo[zi, lo:hi] >= 0)[0].astype(xp.int64) + lo
+        if heads.shape[0]:
+            eng._del_heads(xp.full(heads.shape[0], zi, dtype=xp.int64), heads)
+        seg = eng.kind[zi, lo:hi]
+        fr = seg == FREE
+        eng.nr_free[zi] -= int(fr.sum())
+        eng.kind[zi, lo:hi] = xp.where(fr, ISOFREE, seg).astype(xp.uint8)
+        self.recount(lo, hi)
+        return OK
+
+    def undo(self, lo: int, hi: int) -> None:
+        """undo_isolate_page_range(): the ISOFREE pages freed, ascending __free_one_page."""
+        self.free_mask(lo, hi, self.eng.kind[self.zi, lo:hi] == ISOFREE)
+
+    def free_mask(self, lo: int, hi: int, mask: Array) -> None:
+        eng, xp = self.eng, self.xp
+        m = mask.reshape(-1, CH)
+        rows = xp.nonzero(m.any(axis=1))[0]
+        if rows.shape[0]:
+            chunks = (lo // CH + rows).astype(xp.int64)
+            eng._free_rows(xp.full(rows.shape[0], self.zi, dtype=xp.int64), chunks, m[rows])
+
+    def migrate(self, start: int, end: int, best_effort: bool) -> int:
+        """__alloc_contig_migrate_range (tick-model.md 6.3)."""
+        eng, xp, zi = self.eng, self.xp, self.zi
+        seg = eng.kind[zi, start:end]
+        cand = xp.nonzero((seg == ANON) | (seg == FILE) | (seg == PIN))[0].astype(xp.int64)
+        ck = seg[cand]
+        busy = (ck == PIN) | ((ck == FILE) & self.draw[start:end][cand])
+        nb = -(-cand.shape[0] // BATCH)
+        last = nb - 1  # the last batch processed
+        ret = OK
+        if not best_effort and bool(busy.any()):
+            last = int(xp.argmax(busy)) // BATCH
+            ret = EBUSY
+        upto = min(cand.shape[0], (last + 1) * BATCH)  # candidates of batches 0..last
+        anon = xp.nonzero(ck[:upto] == ANON)[0]
+        zero = xp.zeros(1, dtype=xp.int64)
+        mtm = xp.full(1, MT_M, dtype=xp.int64)
+        ka = xp.full(1, ANON, dtype=xp.int64)
+        moved = 0
+        stop = upto  # candidates before it are done (ENOMEM: the failing anon page)
+        for i in to_numpy(anon).tolist():  # migrate_pages(): one target per page, in order
+            t = eng._get_page(self.z1, zero, eng.wmin[self.z1], mtm, ka)
+            if int(t[0]) < 0:
+                stop = i
+                ret = ENOMEM
+                break
+            moved += 1
+        done = cand[:stop]
+        dk = ck[:stop]
+        dbusy = busy[:stop]
+        if ret == ENOMEM:  # the failing batch's clean page cache was dropped before migrating
+            bend = min(cand.shape[0], (stop // BATCH + 1) * BATCH)
+            rec = cand[:bend][(ck[:bend] == FILE) & ~busy[:bend]]
+            self.res[_T["scanned"]] += int(cand[stop]) + 1
+        else:
+            rec = done[(dk == FILE) & ~dbusy]
+            self.res[_T["scanned"]] += (
+                end - start if ret == OK else int(cand[upto - 1]) + 1 if upto else 0
+            )
+        mig = done[dk == ANON]
+        assert mig.shape[0] == moved
+        kk = eng.kind[zi, start:end]
+        kk[rec] = ISOFREE
+        kk[mig] = ISOFREE
+        eng.kind[zi, start:end] = kk
+        self.recount(start & ~(P - 1), -(-end // P) * P)
+        self.res[_T["reclaimed"]] += int(rec.shape[0])
+        self.res[_T["migrated"]] += moved
+        eng.cnt[zi, COUNTER_INDEX["pgmigrate_success"]] += moved
+        eng.cnt[zi, COUNTER_INDEX["pgmigrate_fail"]] += int(dbusy.sum())
+        return ret
+
+    def take(self, lo: int, hi: int) -> None:
+        """Pages [lo, hi) (all ISOFREE) become HELD: this trial's allocation."""
+        eng = self.eng
+        eng.kind[self.zi, lo:hi] = HELD
+        self.mine[lo:hi] = True
+        self.recount(lo & ~(P - 1), -(-hi // P) * P)
+
+    def alloc_contig_range(self, start: int, end: int) -> int:
+        """alloc_contig_range(start, end): all or nothing (tick-model.md 6.3)."""
+        lo, hi = start & ~(CH - 1), -(-end // CH) * CH
+        self.res[_T["windows"]] += 1
+        ret = self.isolate(lo, hi)
+        if ret != OK:
+            return ret
+        ret = self.migrate(start, end, best_effort=False)
+        if ret == OK:
+            if bool((self.eng.kind[self.zi, start:end] == ISOFREE).all()):
+                self.take(start, end)
+            else:
+                ret = EBUSY
+        self.undo(lo, hi)
+        return ret
+
+    def cma_alloc(self, count: int, align: int) -> bool:
+        """cma_alloc(count, align): sliding aligned windows (tick-model.md 6.3)."""
+        xp = self.xp
+        step = 1 << align
+        cs = xp.concatenate([xp.zeros(1, dtype=xp.int64), xp.cumsum(self.bitmap, dtype=xp.int64)])
+        start = 0
+        while True:
+            first = (start + step - 1) // step * step
+            idx = xp.arange(first, self.ncma - count + 1, step, dtype=xp.int64)
+            clear = xp.nonzero(cs[idx + count] == cs[idx])[0]
+            if clear.shape[0] == 0:
+                return False
+            no = int(idx[clear[0]])
+            ret = self.alloc_contig_range(self.base + no, self.base + no + count)
+            if ret == OK:
+                self.bitmap[no : no + count] = True
+                return True
+            if ret != EBUSY:
+                return False
+            start = no + step
+
+    def bulk(self, start: int, end: int, order: int, nr_elem: int) -> int:
+        """alloc_pages_bulk(start, end, order, nr_elem) (KM 8.3, tick-model.md 6.3)."""
+        eng, xp = self.eng, self.xp
+        lo, hi = start & ~(CH - 1), -(-end // CH) * CH
+        self.res[_T["windows"]] += 1
+        if self.isolate(lo, hi) != OK:
+            return 0
+        self.migrate(start, end, best_effort=True)
+        size = 1 << order
+        c0 = (start + size - 1) // size * size
+        nch = (end - c0) // size
+        got = 0
+        if nch > 0:
+            seg = eng.kind[self.zi, c0 : c0 + nch * size].reshape(nch, size)
+            ok = xp.nonzero((seg == ISOFREE).all(axis=1))[0][:nr_elem]
+            got = int(ok.shape[0])
+            if got:
+                sel = xp.zeros(nch, dtype=bool)
+                sel[ok] = True
+                m = xp.repeat(sel, size)
+                part = eng.kind[self.zi, c0 : c0 + nch * size]
+                eng.kind[self.zi, c0 : c0 + nch * size] = xp.where(m, HELD, part).astype(xp.uint8)
+                self.mine[c0 : c0 + nch * size] |= m
+                self.recount(c0 & ~(P - 1), -(-(c0 + nch * size) // P) * P)
+        self.undo(lo, hi)
+        return got
+
+
+def get_order(nr_pages: int) -> int:
+    """get_order() of a size in pages: the smallest o with 2^o >= nr_pages."""
+    return max(0, (nr_pages - 1).bit_length())
+
+
+def contig_trial(eng: Any, ph: Phase, index: int, method: np.ndarray, busy: np.ndarray) -> Array:
+    """Step 4b (tick-model.md 6.4): one trial per zone; (Z, len(TRIAL_FIELDS)) results."""
+    out = np.zeros((eng.Z, len(TRIAL_FIELDS)), dtype=np.int64)
+    count, order = ph.contig_count, ph.contig_order
+    for zi in range(eng.Z):
+        meth = int(method[zi])
+        if meth == 0:
+            continue
+        s = _Zone(eng, zi, index, float(busy[zi]))
+        got = 0
+        if meth == CONTIG_CMA_RANGE:
+            nr = count << order
+            if s.cma_alloc(nr, min(get_order(nr), CONFIG_CMA_ALIGNMENT)):
+                got = count
+        elif meth == CONTIG_CMA_ORDER:
+            while got < count and s.cma_alloc(1 << order, min(order, CONFIG_CMA_ALIGNMENT)):
+                got += 1
+        elif meth == CONTIG_CMA_ORDER10:
+            per = CH >> order
+            align = min(get_order(CH), CONFIG_CMA_ALIGNMENT)
+            while got < count and s.cma_alloc(CH, align):
+                got = min(count, got + per)
+        elif meth == CONTIG_BULK:
+            got = s.bulk(s.base, eng.N, order, count)
+        # cma_release(): every page of the trial, one ascending order-0 free sequence
+        s.free_mask(0, eng.N, s.mine)
+        s.res[_T["obtained"]] = got
+        s.res[_T["complete"]] = int(got >= count)
+        out[zi] = s.res
+    return out
