@@ -1,0 +1,227 @@
+"""CMA pageblocks and contiguous-allocation trials (docs/tick-model.md 6): the batched
+engine (kernels/contig.py via kernels/tick.py) against the per-zone reference
+(tests/reference/contig.py), batch invariance, conservation and the seed-004 directions."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kernels.program import (
+    ANON,
+    CONTIG_BULK,
+    CONTIG_CMA_ORDER,
+    CONTIG_CMA_RANGE,
+    CONTIG_NAMES,
+    FILE,
+    FREE,
+    GFP_MOVABLE,
+    MT_CMA,
+    RECL,
+    TRIAL_FIELDS,
+    UNMOV,
+    Phase,
+    Program,
+    TickZones,
+)
+from kernels.tick import run_program
+from kernels.zone import KernelProfile
+from tests.reference.tick import run_program_ref
+
+SCALE = int(os.environ.get("COMPACTION_SWEEP_TEST_SCALE", "1"))
+PROFILES = (KernelProfile.V4_12, KernelProfile.V6_19)
+ARRAYS = ("kind", "block_mt", "skip", "buddy_order", "list_mt", "key", "counters")
+ARRAYS += ("buddyinfo", "nr_free", "attempts", "trials")
+T = {name: i for i, name in enumerate(TRIAL_FIELDS)}
+LOAD = (0.45, 0.45, 0.03, 0.07)
+
+
+def _zone(n: int, cma_chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    kind = np.zeros(n, dtype=np.uint8)
+    bmt = np.ones(n // 512, dtype=np.int8)
+    bmt[:2] = 0
+    if cma_chunks:
+        bmt[-2 * cma_chunks :] = MT_CMA
+    return kind, bmt
+
+
+def _program(
+    fill: int, trials: int, count: int, order: int, attempts: bool, ticks: int = 6
+) -> Program:
+    return Program(
+        phases=(
+            Phase(
+                "load",
+                ticks=ticks,
+                frees_per_tick=fill // 8,
+                allocs_per_tick=fill,
+                alloc_weights=LOAD,
+            ),
+            Phase(
+                "trials",
+                ticks=2 * trials,
+                frees_per_tick=20,
+                allocs_per_tick=20,
+                alloc_weights=LOAD,
+                contig_every=2,
+                contig_count=count,
+                contig_order=order,
+                attempt_every=3 if attempts else 0,
+                attempt_gfp=GFP_MOVABLE,
+            ),
+        ),
+        sample_every=2,
+    )
+
+
+def _assert_same(a, b, za: int, zb: int) -> None:
+    for name in ARRAYS:
+        x, y = getattr(a, name)[za], getattr(b, name)[zb]
+        assert np.array_equal(x, y), f"{name} differs (zones {za}/{zb})"
+    for k in a.scalars:
+        assert a.scalars[k][za] == b.scalars[k][zb], f"scalar {k} differs"
+
+
+@settings(
+    max_examples=4 * SCALE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 2**31),
+    v6=st.booleans(),
+    cma_chunks=st.integers(1, 3),
+    methods=st.lists(st.integers(0, len(CONTIG_NAMES) - 1), min_size=1, max_size=3),
+    busy=st.sampled_from([0.0, 0.01, 0.2, 1.0]),
+    order=st.integers(0, 10),
+    count=st.integers(1, 40),
+    fill=st.integers(100, 700),
+    attempts=st.booleans(),
+)
+def test_matches_reference_random(
+    seed, v6, cma_chunks, methods, busy, order, count, fill, attempts
+):
+    """Every method, both profiles, random load and busy share: batched == reference
+    exactly, and the conservation invariants hold after every tick in both."""
+    n = 4096
+    kind, bmt = _zone(n, cma_chunks)
+    z_n = len(methods)
+    prog = _program(fill, 3, count, order, attempts)
+    zones = TickZones.create(
+        z_n,
+        seed=np.arange(seed, seed + z_n, dtype=np.uint64),
+        contig_method=methods,
+        busy_file=busy,
+        attempt_order=4,
+        min_free_kbytes=128,
+    )
+    profile = PROFILES[v6]
+    res = run_program(
+        np.tile(kind, (z_n, 1)), np.tile(bmt, (z_n, 1)), zones, prog, profile, check_invariants=True
+    )
+    for zi in range(z_n):
+        ref = run_program_ref(kind, bmt, zones[zi], prog, profile, check_invariants=True)
+        _assert_same(ref, res, 0, zi)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_batch_invariance(profile):
+    """A zone's trials do not depend on its neighbours (mixed methods in one batch)."""
+    kind, bmt = _zone(4096, 2)
+    prog = _program(500, 1, 20, 4, False, ticks=4)
+    methods = [CONTIG_BULK, CONTIG_CMA_RANGE, CONTIG_CMA_ORDER, 0]
+    zones = TickZones.create(4, seed=7, contig_method=methods, busy_file=0.05, min_free_kbytes=128)
+    both = run_program(np.tile(kind, (4, 1)), np.tile(bmt, (4, 1)), zones, prog, profile)
+    for zi in (0, 2):
+        alone = run_program(kind[None], bmt[None], zones[zi], prog, profile)
+        _assert_same(alone, both, 0, zi)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_cma_holds_only_movable_pages(profile):
+    """Fallbacks never touch CMA: after a load that overfills the non-CMA part, the CMA
+    blocks hold movable pages only, and MOVABLE allocations did use them."""
+    kind, bmt = _zone(4096, 2)
+    prog = Program(
+        phases=(
+            Phase(
+                "load",
+                ticks=12,
+                frees_per_tick=40,
+                allocs_per_tick=400,
+                alloc_weights=(0.3, 0.3, 0.2, 0.2),
+            ),
+        )
+    )
+    res = run_program(
+        kind[None],
+        bmt[None],
+        TickZones.create(1, min_free_kbytes=128),
+        prog,
+        profile,
+        check_invariants=True,
+    )
+    cma = res.kind[0, -2048:]
+    assert not np.isin(cma, (UNMOV, RECL)).any()
+    assert np.isin(cma, (ANON, FILE)).sum() > 500
+    assert (res.list_mt[0, -2048:][res.buddy_order[0, -2048:] >= 0] == MT_CMA).all()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_busy_page_fails_the_range_but_not_bulk(profile):
+    """Seed 004's directions: with busy page cache the all-or-nothing range fails (and
+    slides over many windows), alloc_pages_bulk still gets pages; with none both succeed."""
+    kind, bmt = _zone(8192, 3)  # 3072-page CMA area, filled with anon and page cache
+    kind[-3072::2] = ANON
+    kind[-3071::2] = FILE
+    prog = Program(
+        phases=(Phase("trials", ticks=2, contig_every=1, contig_count=96, contig_order=4),)
+    )  # 96 x order 4 = 1536 pages
+    zones = TickZones.create(
+        4,
+        seed=3,
+        contig_method=[CONTIG_CMA_RANGE, CONTIG_BULK] * 2,
+        busy_file=[0.0, 0.0, 0.3, 0.3],
+        min_free_kbytes=128,
+    )
+    res = run_program(
+        np.tile(kind, (4, 1)), np.tile(bmt, (4, 1)), zones, prog, profile, check_invariants=True
+    )
+    tr = res.trials
+    assert (tr[0, :, T["complete"]] == 1).all()
+    assert (tr[1, :, T["obtained"]] == 96).all()
+    assert (tr[2, :, T["obtained"]] == 0).all()
+    assert (tr[2, :, T["windows"]] > 1).all()  # cma_alloc slid to other windows
+    assert (tr[3, :, T["obtained"]] > 0).all()
+    assert (tr[3, :, T["obtained"]] > tr[2, :, T["obtained"]]).all()
+
+
+def test_rejects_bad_cma_layout():
+    kind, bmt = _zone(4096, 0)
+    bmt[2] = MT_CMA  # not at the top
+    prog = _program(100, 1, 4, 4, False)
+    with pytest.raises(ValueError, match="CMA"):
+        run_program(kind[None], bmt[None], TickZones.create(1), prog, KernelProfile.V6_19)
+    with pytest.raises(ValueError, match="CMA"):
+        run_program_ref(kind, bmt, TickZones.create(1), prog, KernelProfile.V6_19)
+    bmt[2] = 1
+    bmt[-1] = MT_CMA  # half a 1024-page chunk
+    with pytest.raises(ValueError, match="CMA"):
+        run_program(kind[None], bmt[None], TickZones.create(1), prog, KernelProfile.V6_19)
+    with pytest.raises(ValueError, match="contig_method"):
+        TickZones.create(1, contig_method=9).validate()
+    with pytest.raises(ValueError, match="busy_file"):
+        TickZones.create(1, busy_file=1.5).validate()
+
+
+def test_no_trials_without_a_method():
+    kind, bmt = _zone(4096, 1)
+    prog = _program(300, 2, 4, 4, False)
+    res = run_program(kind[None], bmt[None], TickZones.create(1), prog, KernelProfile.V4_12)
+    assert res.trials.shape == (1, 2, len(TRIAL_FIELDS))
+    assert (res.trials == 0).all()
+    assert (res.kind[0] != FREE).sum() > 0
