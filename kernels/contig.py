@@ -11,15 +11,17 @@ Two parts, both called from :mod:`kernels.tick` at a few clearly marked places:
   ``cma_alloc`` (mm/cma.c, KM 8.2) and Minchan Kim's 2020 ``alloc_pages_bulk`` RFC
   (KM 8.3). The oracle is ``tests/reference/contig.py``.
 
-Simplification of this implementation (not of the model): a trial runs zone by zone
-(array code inside a zone, one ``get_page`` call per migration target), not vectorised
-across the zones of a batch; trials are rare (10 per run) next to the tick work.
+The zones' trials run in lockstep (tick-model.md 6.5): each zone's trial is a generator
+(array code inside the zone) that yields whenever it needs migration targets, and the
+targets of all waiting zones come from one :func:`bulk_targets` call (the engine's
+``_bulk_round``), which equals one ``get_page`` per target.
 
 Layer rule: array code only (NumPy/CuPy through ``xp``); imports kernels modules only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -205,8 +207,12 @@ class _Zone:
             chunks = (lo // CH + rows).astype(xp.int64)
             eng._free_rows(xp.full(rows.shape[0], self.zi, dtype=xp.int64), chunks, m[rows])
 
-    def migrate(self, start: int, end: int, best_effort: bool) -> int:
-        """__alloc_contig_migrate_range (tick-model.md 6.3)."""
+    def migrate(self, start: int, end: int, best_effort: bool) -> Generator[int, int, int]:
+        """__alloc_contig_migrate_range (tick-model.md 6.3).
+
+        A generator: it yields the number of migration targets it needs (one per anon page,
+        in order) and is sent how many the allocator gave before its first failure
+        (:func:`bulk_targets`, for all zones of the batch at once, tick-model.md 6.5)."""
         eng, xp, zi = self.eng, self.xp, self.zi
         seg = eng.kind[zi, start:end]
         cand = xp.nonzero((seg == ANON) | (seg == FILE) | (seg == PIN))[0].astype(xp.int64)
@@ -220,18 +226,13 @@ class _Zone:
             ret = EBUSY
         upto = min(cand.shape[0], (last + 1) * BATCH)  # candidates of batches 0..last
         anon = xp.nonzero(ck[:upto] == ANON)[0]
-        zero = xp.zeros(1, dtype=xp.int64)
-        mtm = xp.full(1, MT_M, dtype=xp.int64)
-        ka = xp.full(1, ANON, dtype=xp.int64)
         moved = 0
         stop = upto  # candidates before it are done (ENOMEM: the failing anon page)
-        for i in to_numpy(anon).tolist():  # migrate_pages(): one target per page, in order
-            t = eng._get_page(self.z1, zero, eng.wmin[self.z1], mtm, ka)
-            if int(t[0]) < 0:
-                stop = i
+        if anon.shape[0]:  # migrate_pages(): one target per page, in order
+            moved = yield int(anon.shape[0])
+            if moved < anon.shape[0]:
+                stop = int(anon[moved])
                 ret = ENOMEM
-                break
-            moved += 1
         done = cand[:stop]
         dk = ck[:stop]
         dbusy = busy[:stop]
@@ -264,14 +265,14 @@ class _Zone:
         self.mine[lo:hi] = True
         self.recount(lo & ~(P - 1), -(-hi // P) * P)
 
-    def alloc_contig_range(self, start: int, end: int) -> int:
+    def alloc_contig_range(self, start: int, end: int) -> Generator[int, int, int]:
         """alloc_contig_range(start, end): all or nothing (tick-model.md 6.3)."""
         lo, hi = start & ~(CH - 1), -(-end // CH) * CH
         self.res[_T["windows"]] += 1
         ret = self.isolate(lo, hi)
         if ret != OK:
             return ret
-        ret = self.migrate(start, end, best_effort=False)
+        ret = yield from self.migrate(start, end, best_effort=False)
         if ret == OK:
             if bool((self.eng.kind[self.zi, start:end] == ISOFREE).all()):
                 self.take(start, end)
@@ -280,7 +281,7 @@ class _Zone:
         self.undo(lo, hi)
         return ret
 
-    def cma_alloc(self, count: int, align: int) -> bool:
+    def cma_alloc(self, count: int, align: int) -> Generator[int, int, bool]:
         """cma_alloc(count, align): sliding aligned windows (tick-model.md 6.3)."""
         xp = self.xp
         step = 1 << align
@@ -293,7 +294,7 @@ class _Zone:
             if clear.shape[0] == 0:
                 return False
             no = int(idx[clear[0]])
-            ret = self.alloc_contig_range(self.base + no, self.base + no + count)
+            ret = yield from self.alloc_contig_range(self.base + no, self.base + no + count)
             if ret == OK:
                 self.bitmap[no : no + count] = True
                 return True
@@ -301,14 +302,14 @@ class _Zone:
                 return False
             start = no + step
 
-    def bulk(self, start: int, end: int, order: int, nr_elem: int) -> int:
+    def bulk(self, start: int, end: int, order: int, nr_elem: int) -> Generator[int, int, int]:
         """alloc_pages_bulk(start, end, order, nr_elem) (KM 8.3, tick-model.md 6.3)."""
         eng, xp = self.eng, self.xp
         lo, hi = start & ~(CH - 1), -(-end // CH) * CH
         self.res[_T["windows"]] += 1
         if self.isolate(lo, hi) != OK:
             return 0
-        self.migrate(start, end, best_effort=True)
+        yield from self.migrate(start, end, best_effort=True)
         size = 1 << order
         c0 = (start + size - 1) // size * size
         nch = (end - c0) // size
@@ -334,33 +335,147 @@ def get_order(nr_pages: int) -> int:
     return max(0, (nr_pages - 1).bit_length())
 
 
-def contig_trial(eng: Any, ph: Phase, index: int, method: np.ndarray, busy: np.ndarray) -> Array:
-    """Step 4b (tick-model.md 6.4): one trial per zone; (Z, len(TRIAL_FIELDS)) results."""
-    out = np.zeros((eng.Z, len(TRIAL_FIELDS)), dtype=np.int64)
+def _trial(eng: Any, ph: Phase, zi: int, index: int, meth: int, busy: float):
+    """One zone's trial (tick-model.md 6.4) as a generator of migration-target requests;
+    returns its TRIAL_FIELDS values."""
     count, order = ph.contig_count, ph.contig_order
+    s = _Zone(eng, zi, index, busy)
+    got = 0
+    if meth == CONTIG_CMA_RANGE:
+        nr = count << order
+        if (yield from s.cma_alloc(nr, min(get_order(nr), CONFIG_CMA_ALIGNMENT))):
+            got = count
+    elif meth == CONTIG_CMA_ORDER:
+        while got < count and (
+            yield from s.cma_alloc(1 << order, min(order, CONFIG_CMA_ALIGNMENT))
+        ):
+            got += 1
+    elif meth == CONTIG_CMA_ORDER10:
+        per = CH >> order
+        align = min(get_order(CH), CONFIG_CMA_ALIGNMENT)
+        while got < count and (yield from s.cma_alloc(CH, align)):
+            got = min(count, got + per)
+    elif meth == CONTIG_BULK:
+        got = yield from s.bulk(s.base, eng.N, order, count)
+    # cma_release(): every page of the trial, one ascending order-0 free sequence
+    s.free_mask(0, eng.N, s.mine)
+    s.res[_T["obtained"]] = got
+    s.res[_T["complete"]] = int(got >= count)
+    return s.res
+
+
+def contig_trial(eng: Any, ph: Phase, index: int, method: np.ndarray, busy: np.ndarray) -> Array:
+    """Step 4b (tick-model.md 6.4): one trial per zone; (Z, len(TRIAL_FIELDS)) results.
+
+    The zones' trials run in lockstep (6.5): each zone's trial runs until it needs
+    migration targets, then the targets of every waiting zone come from one
+    :func:`bulk_targets` call. Zones are independent, so the order across zones does not
+    matter; within a zone every step keeps its order.
+    """
+    out = np.zeros((eng.Z, len(TRIAL_FIELDS)), dtype=np.int64)
+    want = np.zeros(eng.Z, dtype=np.int64)
+    gens = {}
     for zi in range(eng.Z):
-        meth = int(method[zi])
-        if meth == 0:
+        if int(method[zi]) == 0:
             continue
-        s = _Zone(eng, zi, index, float(busy[zi]))
-        got = 0
-        if meth == CONTIG_CMA_RANGE:
-            nr = count << order
-            if s.cma_alloc(nr, min(get_order(nr), CONFIG_CMA_ALIGNMENT)):
-                got = count
-        elif meth == CONTIG_CMA_ORDER:
-            while got < count and s.cma_alloc(1 << order, min(order, CONFIG_CMA_ALIGNMENT)):
-                got += 1
-        elif meth == CONTIG_CMA_ORDER10:
-            per = CH >> order
-            align = min(get_order(CH), CONFIG_CMA_ALIGNMENT)
-            while got < count and s.cma_alloc(CH, align):
-                got = min(count, got + per)
-        elif meth == CONTIG_BULK:
-            got = s.bulk(s.base, eng.N, order, count)
-        # cma_release(): every page of the trial, one ascending order-0 free sequence
-        s.free_mask(0, eng.N, s.mine)
-        s.res[_T["obtained"]] = got
-        s.res[_T["complete"]] = int(got >= count)
-        out[zi] = s.res
+        g = _trial(eng, ph, zi, index, int(method[zi]), float(busy[zi]))
+        try:
+            want[zi] = next(g)
+            gens[zi] = g
+        except StopIteration as stop:
+            out[zi] = stop.value
+    while gens:
+        got = bulk_targets(eng, want)
+        want[:] = 0
+        for zi in list(gens):
+            try:
+                want[zi] = gens[zi].send(int(got[zi]))
+            except StopIteration as stop:
+                out[zi] = stop.value
+                del gens[zi]
     return out
+
+
+# --------------------------------------------------------------------------- 6.5 targets
+
+TARGETS_MODE = "auto"  # "auto": bulk rounds (_bulk_round); "seq": one get_page per target
+TARGETS_CAP = 1 << 14  # targets per zone and bulk round (bounds the (Z, A, lists) arrays)
+
+
+def _target_lists(eng: Any, rem: np.ndarray, a_n: int) -> Array:
+    """The free list (MOVABLE or CMA) that each of a zone's next ``rem`` order-0 MOVABLE
+    allocations takes from while both lists it uses hold pages (tick-model.md 6.5);
+    right-aligned in (Z, a_n), as _bulk_round's ``start = a_n - rem`` reads it.
+
+    v4_12 __rmqueue: __rmqueue_smallest(MOVABLE) until the MOVABLE lists are empty, then
+    __rmqueue_cma_fallback. v6_19 adds CMA first while NR_FREE_CMA > NR_FREE / 2: with
+    c CMA pages, nr free pages and x_j CMA takes before event j, event j takes CMA iff
+    c - x_j > (nr - j) // 2, i.e. iff x_j < G(j) = c - (nr - j) // 2; G is nondecreasing
+    with steps of at most 1, so x_{j+1} = min(j + 1, max(0, G(j))) (induction on j). Past
+    the MOVABLE pages (v6_19: where it would take an empty MOVABLE list) _bulk_round stops
+    and the event runs alone through the general path.
+    """
+    xp = eng.xp
+    nrf = to_numpy(eng.nrf)
+    ar = np.arange(nrf.shape[1], dtype=np.int64)
+    m = (nrf[:, :, MT_M] << ar[None, :]).sum(axis=1)
+    c = (nrf[:, :, MT_CMA] << ar[None, :]).sum(axis=1) if nrf.shape[2] > MT_CMA else 0 * m
+    nr = np.asarray(to_numpy(eng.nr_free), dtype=np.int64)
+    j = np.arange(a_n, dtype=np.int64)[None, :] - (a_n - rem)[:, None]
+    if eng.v6:
+        x1 = np.minimum(j + 1, np.maximum(0, c[:, None] - (nr[:, None] - j) // 2))
+        x0 = np.minimum(j, np.maximum(0, c[:, None] - (nr[:, None] - j + 1) // 2))
+        x0 = np.where(j == 0, 0, x0)
+        take_cma = (x1 > x0) | (m[:, None] == 0)
+    else:
+        take_cma = j >= m[:, None]
+    lists = np.where(take_cma, MT_CMA, MT_M)
+    lists = np.where(j >= 0, lists, MT_M)  # no event there (_bulk_round: j < start)
+    return xp.asarray(lists.astype(np.int64))
+
+
+def bulk_targets(eng: Any, want: np.ndarray) -> np.ndarray:
+    """Up to ``want[z]`` migration targets in each zone: alloc_migration_target() as
+    get_page(0, wmark_min, MOVABLE) with the kind ANON, one after another until the first
+    failure (tick-model.md 6.3); returns how many each zone got.
+
+    Exactly the one-at-a-time sequence (TARGETS_MODE "seq", the tests compare): bulk
+    rounds of the engine's _bulk_round (its order-0 __rmqueue_smallest model) over the
+    lists :func:`_target_lists` gives, no kswapd wake-up (get_page has none); the event
+    where a round stops runs alone through get_page (fallbacks, or the failure).
+    """
+    xp = eng.xp
+    z_n = eng.Z
+    want = np.asarray(want, dtype=np.int64)
+    got = np.zeros(z_n, dtype=np.int64)
+    live = want > 0
+
+    def single(z: np.ndarray) -> None:
+        zx = xp.asarray(z.astype(np.int64))
+        k = zx.shape[0]
+        t = eng._get_page(
+            zx,
+            xp.zeros(k, dtype=xp.int64),
+            eng.wmin[zx],
+            xp.full(k, MT_M, dtype=xp.int64),
+            xp.full(k, ANON, dtype=xp.int64),
+        )
+        ok = to_numpy(t) >= 0
+        got[z[ok]] += 1
+        live[z[~ok]] = False
+
+    while live.any():
+        if TARGETS_MODE == "seq":
+            single(np.nonzero(live)[0])
+        else:
+            rem = np.where(live, np.minimum(want - got, TARGETS_CAP), 0)
+            a_n = int(rem.max())
+            start = a_n - rem
+            kinds = xp.full((z_n, a_n), ANON, dtype=xp.uint8)
+            j0 = to_numpy(eng._bulk_round(kinds, xp.asarray(start), _target_lists(eng, rem, a_n)))
+            got += np.where(live, j0 - start, 0)
+            stopped = np.nonzero(live & (j0 < a_n))[0]
+            if stopped.shape[0]:
+                single(stopped)
+        live &= got < want
+    return got

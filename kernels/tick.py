@@ -1664,8 +1664,12 @@ class _Engine:
         c[z, _C["alloc_background"]] += ok
         c[z, _C["alloc_background_fail"]] += 1 - ok
 
-    def _bulk_round(self, kinds: Array, start: Array) -> Array:
+    def _bulk_round(self, kinds: Array, start: Array, lists: Array | None = None) -> Array:
         """Apply events start[z] <= j < j0[z] of every zone at once; returns j0 (A: all done).
+
+        ``lists`` (tick-model.md 6.5, kernels.contig.bulk_targets): the free list each event
+        takes from, given by the caller for migration targets (no kswapd wake-up, no
+        background counter); None: the list of the event's kind (background allocations).
 
         Exact for the events it applies: while NR_FREE > wmark_min (fast path, or the slow
         path's get_page(wmark_min) after a kswapd wake-up that changes no allocation state)
@@ -1699,7 +1703,7 @@ class _Engine:
         tot = xp.zeros(z_n * NMT, dtype=i64)
         _scatter_add(xp, tot, sid, size)
         segbase = xp.cumsum(tot) - tot  # the log is sorted by segment (zone, type)
-        mt = self.kind_mt[kinds]
+        mt = self.kind_mt[kinds] if lists is None else lists  # 6.5: caller's lists
         jj = self.ar[None, :a_n] if a_n <= CH else xp.arange(a_n, dtype=i64)[None, :]
         ev = jj >= start[:, None]
         cum = xp.cumsum((mt[:, :, None] == self.ar[None, None, :NMT]) & ev[:, :, None], axis=1)
@@ -1709,7 +1713,7 @@ class _Engine:
             nr_j > self.wmin[:, None]
         )
         nr_w = nr_j
-        if self.has_cma:  # tick-model.md 6.1: the watermark and the CMA-first rule
+        if self.has_cma and lists is None:  # tick-model.md 6.1: watermark, CMA-first rule
             ok, nr_w = contig.bulk_round_cma(self, mt, nr_j, ok)
         bad = ev & ~ok
         j0 = xp.where(bad.any(axis=1), xp.argmax(bad, axis=1), a_n)
@@ -1718,7 +1722,9 @@ class _Engine:
         vz, vj = xp.nonzero(valid)
         if vz.shape[0]:
             self._bulk_apply(kinds, mt, rank, vz, vj, (fi, key, ez, ep, eo, em, gcum, gx, segbase))
-        if wake.shape[0]:  # the slow path's wakeup_kswapd(0): only the first one acts
+        if lists is not None:  # 6.5: migration targets wake no kswapd, count no background
+            self.cnt[:, _C["alloc_background"]] -= xp.bincount(vz, minlength=z_n).astype(i64)
+        elif wake.shape[0]:  # the slow path's wakeup_kswapd(0): only the first one acts
             self._wakeup_kswapd(wake, xp.zeros(wake.shape[0], dtype=i64), True)
         return j0
 

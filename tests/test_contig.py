@@ -15,6 +15,7 @@ from kernels.program import (
     ANON,
     CONTIG_BULK,
     CONTIG_CMA_ORDER,
+    CONTIG_CMA_ORDER10,
     CONTIG_CMA_RANGE,
     CONTIG_NAMES,
     FILE,
@@ -225,3 +226,62 @@ def test_no_trials_without_a_method():
     assert res.trials.shape == (1, 2, len(TRIAL_FIELDS))
     assert (res.trials == 0).all()
     assert (res.kind[0] != FREE).sum() > 0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_target_paths_agree(monkeypatch, profile):
+    """Migration targets in bulk rounds (_bulk_round over the lists _target_lists gives,
+    also cut into rounds of 3 targets) equal one get_page per target, and the bulk path
+    did serve targets."""
+    import kernels.contig as contig
+    import kernels.tick as tick
+
+    calls = []
+    orig = tick._Engine._bulk_round
+
+    def spy(self, kinds, start, lists=None):
+        j0 = orig(self, kinds, start, lists)
+        if lists is not None:
+            calls.append(int((self.xp.asarray(j0) - start).sum()))
+        return j0
+
+    monkeypatch.setattr(tick._Engine, "_bulk_round", spy)
+    kind, bmt = _zone(4096, 2)
+    prog = _program(400, 2, 24, 4, True, ticks=4)
+    methods = [CONTIG_BULK, CONTIG_CMA_RANGE, CONTIG_CMA_ORDER, CONTIG_CMA_ORDER10]
+    zones = TickZones.create(4, seed=5, contig_method=methods, busy_file=0.02, min_free_kbytes=128)
+    args = (np.tile(kind, (4, 1)), np.tile(bmt, (4, 1)), zones, prog, profile)
+    out = []
+    for mode, cap in (("seq", 1 << 14), ("auto", 1 << 14), ("auto", 3)):
+        monkeypatch.setattr(contig, "TARGETS_MODE", mode)
+        monkeypatch.setattr(contig, "TARGETS_CAP", cap)
+        calls.clear()
+        out.append(run_program(*args, check_invariants=cap == 3))
+        assert (sum(calls) > 50) == (mode == "auto")
+    for res in out[1:]:
+        for zi in range(4):
+            _assert_same(out[0], res, zi, zi)
+
+
+@settings(max_examples=200, deadline=None)
+@given(c=st.integers(0, 60), m=st.integers(0, 60), other=st.integers(0, 60), k=st.integers(1, 150))
+def test_cma_first_closed_form(c, m, other, k):
+    """tick-model.md 6.5: x_{j+1} = min(j + 1, max(0, c - (nr - j) // 2)) is the number of
+    CMA takes of 6.19's __rmqueue (CMA first while NR_FREE_CMA > NR_FREE / 2) while both
+    lists hold pages, checked against the step-by-step rule."""
+    from types import SimpleNamespace
+
+    import kernels.contig as contig
+
+    nrf = np.zeros((1, 11, 5), dtype=np.int64)
+    nrf[0, 0, 1], nrf[0, 0, MT_CMA] = m, c
+    eng = SimpleNamespace(xp=np, Z=1, v6=True, nrf=nrf, nr_free=np.array([c + m + other]))
+    lists = contig._target_lists(eng, np.array([k]), k)[0]
+    cf, mf, nr = c, m, c + m + other
+    for j in range(k):
+        first = cf > nr // 2  # implies cf > 0
+        if not first and mf == 0 and (m > 0 or cf == 0):
+            break  # __rmqueue_cma_fallback or the fallbacks: _bulk_round stops, one event
+        want = MT_CMA if first or mf == 0 else 1
+        assert lists[j] == want, j
+        cf, mf, nr = cf - (want == MT_CMA), mf - (want == 1), nr - 1
