@@ -132,16 +132,61 @@ def wmark_ok_cma(eng: Any, z: Array, order: Array, mark: Array, cma: Any) -> Arr
 
 
 def bulk_round_cma(eng: Any, mt: Array, nr_j: Array, ok: Array) -> tuple[Array, Array]:
-    """_bulk_round with CMA: events without ALLOC_CMA see NR_FREE - NR_FREE_CMA (the
-    round never touches CMA lists, so that is constant); 6.19 MOVABLE events that would
-    take CMA first end the round."""
+    """_bulk_round with CMA: ``mt`` is each event's list (:func:`background_lists`);
+    events without ALLOC_CMA (UNMOVABLE, RECLAIMABLE) see NR_FREE - NR_FREE_CMA, where
+    NR_FREE_CMA drops by one with each CMA take before them (tick-model.md 6.6)."""
     xp = eng.xp
     cf = cma_free(eng, xp.arange(eng.Z, dtype=xp.int64))[:, None]
-    nr_w = nr_j - xp.where(mt != MT_M, cf, 0)
+    is_cma = (mt == MT_CMA).astype(xp.int64)
+    cf_j = cf - (xp.cumsum(is_cma, axis=1) - is_cma)
+    nr_w = nr_j - xp.where((mt != MT_M) & (mt != MT_CMA), cf_j, 0)
     ok = ok & (nr_w > eng.wmin[:, None])
-    if eng.v6:
-        ok &= ~((mt == MT_M) & (cf > nr_j // 2))
     return ok, nr_w
+
+
+def _cummin(xp: Any, a: Array) -> Array:
+    """Running minimum along axis 1 (NumPy's accumulate; else a doubling scan)."""
+    if xp is np:
+        return np.minimum.accumulate(a, axis=1)
+    a = a.copy()
+    s = 1
+    while s < a.shape[1]:
+        a[:, s:] = xp.minimum(a[:, s:], a[:, :-s].copy())
+        s *= 2
+    return a
+
+
+def background_lists(eng: Any, mt: Array, start: Array) -> Array:
+    """The list each background event of a _bulk_round takes from (tick-model.md 6.6):
+    UNMOVABLE and RECLAIMABLE their own; MOVABLE events MOVABLE or CMA.
+
+    v4_12: the k-th MOVABLE event takes CMA iff k >= m (the MOVABLE lists' pages; then
+    __rmqueue_cma_fallback). v6_19: CMA iff NR_FREE_CMA > NR_FREE // 2 at the event, or
+    m = 0. With c CMA pages and nr free pages at the start, MOVABLE event k at position p
+    (every event takes one page) sees H_k = max(0, c - (nr - p) // 2) and takes CMA iff
+    x_k < H_k, x_k its CMA takes before it; H is nondecreasing, so x_k = k + min(0,
+    min_{i<k} (H_i - i - 1)), and event k takes CMA iff H_k - k - 1 >= min(0, min_{i<k}
+    (H_i - i - 1)). Where the rule would take an empty MOVABLE list _bulk_round stops.
+    """
+    xp = eng.xp
+    z_n, a_n = mt.shape
+    c = cma_free(eng, xp.arange(z_n, dtype=xp.int64))
+    m = (eng.nrf[:, :, MT_M] << eng.ar11[None, :]).sum(axis=1)
+    jj = xp.arange(a_n, dtype=xp.int64)[None, :]
+    mov = (jj >= start[:, None]) & (mt == MT_M)
+    movi = mov.astype(xp.int64)
+    k = xp.cumsum(movi, axis=1) - movi  # MOVABLE events before each event
+    if eng.v6:
+        p = jj - start[:, None]
+        h = xp.maximum(0, c[:, None] - (eng.nr_free[:, None] - p) // 2)
+        big = xp.int64(np.iinfo(np.int64).max)
+        u = xp.where(mov, h - k - 1, big)
+        prev = xp.minimum(_cummin(xp, u), 0)
+        prev = xp.concatenate([xp.zeros((z_n, 1), dtype=xp.int64), prev[:, :-1]], axis=1)
+        cma = mov & ((u >= prev) | (m[:, None] == 0))
+    else:
+        cma = mov & (k >= m[:, None])
+    return xp.where(cma, MT_CMA, mt)
 
 
 # --------------------------------------------------------------------------- 6.3 trials

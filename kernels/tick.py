@@ -1704,6 +1704,8 @@ class _Engine:
         _scatter_add(xp, tot, sid, size)
         segbase = xp.cumsum(tot) - tot  # the log is sorted by segment (zone, type)
         mt = self.kind_mt[kinds] if lists is None else lists  # 6.5: caller's lists
+        if self.has_cma and lists is None:  # 6.6: each MOVABLE event's list, MOVABLE or CMA
+            mt = contig.background_lists(self, mt, start)
         jj = self.ar[None, :a_n] if a_n <= CH else xp.arange(a_n, dtype=i64)[None, :]
         ev = jj >= start[:, None]
         cum = xp.cumsum((mt[:, :, None] == self.ar[None, None, :NMT]) & ev[:, :, None], axis=1)

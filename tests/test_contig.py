@@ -285,3 +285,30 @@ def test_cma_first_closed_form(c, m, other, k):
         want = MT_CMA if first or mf == 0 else 1
         assert lists[j] == want, j
         cf, mf, nr = cf - (want == MT_CMA), mf - (want == 1), nr - 1
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_background_paths_agree_with_cma(monkeypatch, profile):
+    """Background bulk rounds on zones with a CMA area (tick-model.md 6.6: each MOVABLE
+    event's list, MOVABLE or CMA, and the per-event NR_FREE_CMA of the watermark) equal
+    every event one at a time, also with one bulk round per tick."""
+    import kernels.tick as tick
+
+    kind, bmt = _zone(4096, 3)
+    prog = Program(
+        phases=(
+            Phase("fill", ticks=4, frees_per_tick=60, allocs_per_tick=900, alloc_weights=LOAD),
+            Phase("load", ticks=6, frees_per_tick=200, allocs_per_tick=220, alloc_weights=LOAD),
+        )
+    )
+    zones = TickZones.create(3, seed=[1, 2, 3], min_free_kbytes=[128, 512, 2048])
+    args = (np.tile(kind, (3, 1)), np.tile(bmt, (3, 1)), zones, prog, profile)
+    out = []
+    for mode, rounds in (("seq", 8), ("auto", 8), ("auto", 1)):
+        monkeypatch.setattr(tick._Engine, "BG_MODE", mode)
+        monkeypatch.setattr(tick._Engine, "BG_ROUNDS", rounds)
+        out.append(run_program(*args, check_invariants=rounds == 1))
+    for res in out[1:]:
+        for zi in range(3):
+            _assert_same(out[0], res, zi, zi)
+    assert (out[0].kind[:, -3072:] != FREE).sum() > 3000  # MOVABLE pages did use CMA
