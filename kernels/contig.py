@@ -4,7 +4,7 @@ Two parts, both called from :mod:`kernels.tick` at a few clearly marked places:
 
 * MIGRATE_CMA in the page allocator (tick-model.md 6.1): the area layout check, the
   CMA-first and ``__rmqueue_cma_fallback`` steps of ``__rmqueue`` (mm/page_alloc.c),
-  ``__zone_watermark_ok`` without ALLOC_CMA, and the bulk-round conditions. With no CMA
+  ``__zone_watermark_ok`` without ALLOC_CMA, and the bulk rounds' lists (6.6). With no CMA
   pageblock in the batch none of this runs (``_Engine.has_cma``), so existing programs
   are bit-identical.
 * The trials (tick-model.md 6.3-6.4): ``alloc_contig_range`` (mm/page_alloc.c, KM 8.1),
