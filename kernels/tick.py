@@ -1669,7 +1669,8 @@ class _Engine:
 
         ``lists`` (tick-model.md 6.5, kernels.contig.bulk_targets): the free list each event
         takes from, given by the caller for migration targets (no kswapd wake-up, no
-        background counter); None: the list of the event's kind (background allocations).
+        background counter); None: the list of the event's kind (background allocations;
+        with CMA, MOVABLE events take MOVABLE or CMA, 6.6).
 
         Exact for the events it applies: while NR_FREE > wmark_min (fast path, or the slow
         path's get_page(wmark_min) after a kswapd wake-up that changes no allocation state)
@@ -1715,7 +1716,7 @@ class _Engine:
             nr_j > self.wmin[:, None]
         )
         nr_w = nr_j
-        if self.has_cma and lists is None:  # tick-model.md 6.1: watermark, CMA-first rule
+        if self.has_cma and lists is None:  # tick-model.md 6.6: watermark without ALLOC_CMA
             ok, nr_w = contig.bulk_round_cma(self, mt, nr_j, ok)
         bad = ev & ~ok
         j0 = xp.where(bad.any(axis=1), xp.argmax(bad, axis=1), a_n)
