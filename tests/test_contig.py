@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernels.backend import gpu_available
 from kernels.program import (
     ANON,
     CONTIG_BULK,
@@ -312,3 +313,19 @@ def test_background_paths_agree_with_cma(monkeypatch, profile):
         for zi in range(3):
             _assert_same(out[0], res, zi, zi)
     assert (out[0].kind[:, -3072:] != FREE).sum() > 3000  # MOVABLE pages did use CMA
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU with CuPy")
+@pytest.mark.parametrize("profile", PROFILES)
+def test_cupy_equals_numpy(profile):
+    """CMA zones, every method, background and target bulk rounds on CuPy == NumPy."""
+    kind, bmt = _zone(4096, 2)
+    prog = _program(500, 2, 24, 4, True, ticks=4)
+    methods = [CONTIG_BULK, CONTIG_CMA_RANGE, CONTIG_CMA_ORDER, CONTIG_CMA_ORDER10]
+    zones = TickZones.create(4, seed=9, contig_method=methods, busy_file=0.02, min_free_kbytes=128)
+    args = (np.tile(kind, (4, 1)), np.tile(bmt, (4, 1)), zones, prog, profile)
+    a = run_program(*args, backend="numpy")
+    b = run_program(*args, backend="cupy")
+    for zi in range(4):
+        _assert_same(a, b, zi, zi)
