@@ -31,6 +31,7 @@ from kernels.program import (
     ANON,
     CONFIG_CMA_ALIGNMENT,
     CONTIG_BULK,
+    CONTIG_BULK_RANGE,
     CONTIG_CMA_ORDER,
     CONTIG_CMA_ORDER10,
     CONTIG_CMA_RANGE,
@@ -402,6 +403,8 @@ def _trial(eng: Any, ph: Phase, zi: int, index: int, meth: int, busy: float):
             got = min(count, got + per)
     elif meth == CONTIG_BULK:
         got = yield from s.bulk(s.base, eng.N, order, count)
+    elif meth == CONTIG_BULK_RANGE:  # count pieces' pages from the area's base, at most N
+        got = yield from s.bulk(s.base, min(eng.N, s.base + (count << order)), order, count)
     # cma_release(): every page of the trial, one ascending order-0 free sequence
     s.free_mask(0, eng.N, s.mine)
     s.res[_T["obtained"]] = got

@@ -66,7 +66,8 @@ CONTIG_CMA_RANGE = 1  # one cma_alloc of count << order pages
 CONTIG_CMA_ORDER = 2  # count cma_alloc calls of 1 << order pages
 CONTIG_CMA_ORDER10 = 3  # cma_alloc of 1024-page chunks split into order-`order` pieces
 CONTIG_BULK = 4  # alloc_pages_bulk(cma area, order, count): best effort, per chunk
-CONTIG_NAMES = ("none", "cma_range", "cma_order4", "cma_order10", "bulk")
+CONTIG_BULK_RANGE = 5  # alloc_pages_bulk(cma base, base + count << order, ...): no spare
+CONTIG_NAMES = ("none", "cma_range", "cma_order4", "cma_order10", "bulk", "bulk_range")
 CONFIG_CMA_ALIGNMENT = 8  # the DMA API's cma_alloc(align = min(get_order(size), 8))
 # Per-trial results (TickResult.trials[..., i]).
 TRIAL_FIELDS = ("obtained", "complete", "migrated", "reclaimed", "windows", "scanned")

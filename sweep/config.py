@@ -207,7 +207,7 @@ class BulkAllocConfig(ScenarioConfig):
     """Seed 004: count x order-k pieces from a CMA area under a kernel-build-like load,
     by cma_alloc (one range, order-k calls, order-10 chunks) or alloc_pages_bulk."""
 
-    method: str = "bulk"  # cma_range | cma_order4 | cma_order10 | bulk (BULK_METHODS)
+    method: str = "bulk"  # cma_range | cma_order4 | cma_order10 | bulk | bulk_range
     cma_mb: int = 500  # CMA area at the top of the zone, MiB, whole 4 MiB (1024-page) chunks
     count: int = 4800  # pieces of order `order` (default_order) each trial asks for
     trials: int = 10

@@ -16,6 +16,7 @@ from kernels.program import (
     ANON,
     CONFIG_CMA_ALIGNMENT,
     CONTIG_BULK,
+    CONTIG_BULK_RANGE,
     CONTIG_CMA_ORDER,
     CONTIG_CMA_ORDER10,
     CONTIG_CMA_RANGE,
@@ -247,6 +248,8 @@ def contig_trial(z: ZoneRef, phase: Phase, index: int) -> list[int]:
             got = min(count, got + per)
     elif method == CONTIG_BULK:
         got = alloc_pages_bulk(z, tr, base, end, order, count)
+    elif method == CONTIG_BULK_RANGE:  # TM 6.4: [base, min(end, base + count << order))
+        got = alloc_pages_bulk(z, tr, base, min(end, base + (count << order)), order, count)
     else:
         assert method == CONTIG_NONE
     # cma_release() / __free_pages() of every piece: one ascending order-0 free sequence
