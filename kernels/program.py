@@ -55,6 +55,22 @@ KCOMPACTD_NAMES = ("none", "reactive", "proactive_demand", "proactive_score")
 # Random streams (docs/tick-model.md section 4).
 STREAM_FREE = 1
 STREAM_ALLOC = 2
+STREAM_BUSY = 4  # contig trials: which FILE pages are busy (tick-model.md 7.3)
+
+# MIGRATE_CMA pageblocks (tick-model.md 7.1; kernel enum value 4, after HIGHATOMIC = 3).
+MT_CMA = 4
+
+# Contiguous-allocation trial methods (tick-model.md 7, TickZones.contig_method).
+CONTIG_NONE = 0
+CONTIG_CMA_RANGE = 1  # one cma_alloc of count << order pages
+CONTIG_CMA_ORDER = 2  # count cma_alloc calls of 1 << order pages
+CONTIG_CMA_ORDER10 = 3  # cma_alloc of 1024-page chunks split into order-`order` pieces
+CONTIG_BULK = 4  # alloc_pages_bulk(cma area, order, count): best effort, per chunk
+CONTIG_BULK_RANGE = 5  # alloc_pages_bulk(cma base, base + count << order, ...): no spare
+CONTIG_NAMES = ("none", "cma_range", "cma_order4", "cma_order10", "bulk", "bulk_range")
+CONFIG_CMA_ALIGNMENT = 8  # the DMA API's cma_alloc(align = min(get_order(size), 8))
+# Per-trial results (TickResult.trials[..., i]).
+TRIAL_FIELDS = ("obtained", "complete", "migrated", "reclaimed", "windows", "scanned")
 
 # Per-zone counters, cumulative; the results report them per phase.
 COUNTERS = (
@@ -119,6 +135,10 @@ class Phase:
     kill_anon: bool = False  # phase start: free every ANON page
     drop_caches: bool = False  # phase start: free every FILE and RECL page
     min_free_kbytes: int = 0  # phase start: recompute watermarks with this (0 = keep)
+    # contiguous-allocation trials (tick-model.md 7.4): one every contig_every ticks
+    contig_every: int = 0  # 0: no trials
+    contig_count: int = 4800  # pieces of 2^contig_order pages a trial asks for
+    contig_order: int = 4
 
     def __post_init__(self) -> None:
         if self.ticks < 0 or self.frees_per_tick < 0 or self.allocs_per_tick < 0:
@@ -131,6 +151,15 @@ class Phase:
             raise ValueError(f"phase {self.name}: alloc_weights must sum to 1")
         if self.attempt_gfp not in (GFP_NOWAIT, GFP_MOVABLE, GFP_THP):
             raise ValueError(f"phase {self.name}: unknown attempt_gfp {self.attempt_gfp}")
+        if self.contig_every < 0 or self.contig_count < 1 or not 0 <= self.contig_order <= 10:
+            raise ValueError(
+                f"phase {self.name}: contig_every >= 0, contig_count >= 1 and "
+                "0 <= contig_order <= 10 required"
+            )
+
+    @property
+    def n_trials(self) -> int:
+        return self.ticks // self.contig_every if self.contig_every else 0
 
     @property
     def n_attempts(self) -> int:
@@ -162,6 +191,10 @@ class Program:
         return sum(p.n_attempts for p in self.phases)
 
     @property
+    def n_trials(self) -> int:
+        return sum(p.n_trials for p in self.phases)
+
+    @property
     def n_samples(self) -> int:
         return self.n_ticks // self.sample_every
 
@@ -187,6 +220,15 @@ class TickZones:
     sorted_freelists: np.ndarray  # bool, free lists sorted by region (Bhat's sorted-buddy)
     region_evacuation: np.ndarray  # bool, the alloc/free handshake and its evacuation work
     region_worker_delayed: np.ndarray  # bool, the worker runs after the next tick's frees
+    contig_method: np.ndarray | None = None  # int64 CONTIG_*, tick-model.md 7 (None: none)
+    busy_file: np.ndarray | None = None  # float64 share of FILE pages busy in a trial
+
+    def __post_init__(self) -> None:
+        z_n = self.seed.shape[0]
+        if self.contig_method is None:
+            object.__setattr__(self, "contig_method", np.zeros(z_n, dtype=np.int64))
+        if self.busy_file is None:
+            object.__setattr__(self, "busy_file", np.zeros(z_n, dtype=np.float64))
 
     @classmethod
     def create(cls, nr_zones: int, **values: Any) -> TickZones:
@@ -203,12 +245,19 @@ class TickZones:
             "sorted_freelists": False,
             "region_evacuation": False,
             "region_worker_delayed": False,
+            "contig_method": CONTIG_NONE,
+            "busy_file": 0.0,
         }
         unknown = set(values) - set(defaults)
         if unknown:
             raise TypeError(f"unknown TickZones fields: {sorted(unknown)}")
         defaults.update(values)
-        dtypes = {"seed": np.uint64, "skip_pinned": bool, "stop_below_watermark": bool}
+        dtypes = {
+            "seed": np.uint64,
+            "skip_pinned": bool,
+            "stop_below_watermark": bool,
+            "busy_file": np.float64,
+        }
         dtypes.update(sorted_freelists=bool, region_evacuation=bool, region_worker_delayed=bool)
         arrays = {
             k: np.broadcast_to(np.asarray(v, dtype=dtypes.get(k, np.int64)), (nr_zones,)).copy()
@@ -239,6 +288,10 @@ class TickZones:
         bad = (rb < 1) | ((rb & (rb - 1)) != 0)
         if bad.any():
             raise ValueError(f"region_blocks must be a power of two >= 1, got {rb[bad][0]}")
+        if ((self.contig_method < 0) | (self.contig_method >= len(CONTIG_NAMES))).any():
+            raise ValueError("unknown contig_method")
+        if not ((self.busy_file >= 0) & (self.busy_file <= 1)).all():
+            raise ValueError("busy_file must be in [0, 1]")
 
 
 @dataclass
@@ -258,6 +311,7 @@ class TickResult:
     scalars: dict[str, np.ndarray] = field(default_factory=dict)  # SCALARS, (Z,) int64 each
     # (Z, S) int64: memory regions with every page FREE at each sample (seed 002)
     free_regions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    trials: np.ndarray | None = None  # (Z, n_trials, len(TRIAL_FIELDS)) int64 (tick-model 7)
 
 
 def weight_thresholds(weights: tuple[float, ...]) -> list[int]:

@@ -150,7 +150,7 @@ def bulk_notes(eng: Any, mt: Array, rank: Array, first: Array, log: tuple[Array,
     if gcum.shape[0] == 0:
         return first & pending[:, None]
     zi = xp.arange(z_n, dtype=xp.int64)[:, None]
-    seg = zi * 3 + mt
+    seg = zi * (tot.shape[0] // z_n) + mt  # tot is (zone, free list) flat: NMT lists a zone
     valid = (rank >= 0) & (rank < tot[seg])
     gp = xp.where(valid, segbase[seg] + rank, 0)
     e = xp.minimum(xp.searchsorted(gcum, gp, side="right"), gcum.shape[0] - 1)

@@ -50,7 +50,10 @@ from typing import Any
 
 import numpy as np
 
-from kernels import regions  # regions (seed 002): sorted lists, handshake, worker
+from kernels import (
+    contig,
+    regions,  # regions (seed 002): sorted lists, handshake, worker
+)
 from kernels.backend import Array, array_namespace, get_xp, to_numpy
 from kernels.metrics import extfrag_for_order, fill_contig_page_info, fragmentation_index
 from kernels.program import (
@@ -74,6 +77,7 @@ from kernels.program import (
     SCALARS,
     STREAM_ALLOC,
     STREAM_FREE,
+    TRIAL_FIELDS,
     UNMOV,
     Program,
     TickResult,
@@ -106,12 +110,13 @@ __all__ = ["initial_kinds", "run_program"]
 P = 512  # pages per pageblock (pageblock_order 9)
 CH = 1024  # pages per MAX_ORDER block: every buddy and order+1 buddy lies inside one chunk
 NORD = 11  # orders 0..10
-NMT = 3  # UNMOVABLE, MOVABLE, RECLAIMABLE
+NMT = 5  # UNMOVABLE, MOVABLE, RECLAIMABLE, (HIGHATOMIC: unused), CMA (tick-model.md 7.1)
 NG = NORD * NMT  # (order, list) groups
 SB = 64  # pageblocks per superblock of the first() search
 NONE_KEY = np.iinfo(np.int64).min
 MAX_RECLAIM_RETRIES = 16  # kswapd_failures that make a node hopeless (mm/vmscan.c)
 MT_U, MT_M, MT_R = 0, 1, 2
+MT_CMA = 4  # MIGRATE_CMA (tick-model.md 7.1); kernels.program.MT_CMA
 FALLBACKS = ((MT_R, MT_M), (MT_R, MT_U), (MT_U, MT_M))  # fallbacks[mt], KM 2.8
 
 # compact_result (tick-model.md 3.3); CONTINUE must be 0.
@@ -284,6 +289,9 @@ class _Engine:
         if bool((self.kind > HELD).any()):
             raise ValueError("initial kinds must be FREE..HELD")
         self.bmt = xp.array(xp.asarray(block_mt), dtype=xp.int8).reshape(z_n, b)
+        # CMA (tick-model.md 7.1): kernels.contig checks the layout and gives the area
+        self.cma_pages = contig.cma_pages(xp, self.bmt)
+        self.has_cma = bool((self.cma_pages > 0).any())
         if v6:
             # An order-10 free block over two pageblocks of different types: the upper one
             # takes the lower one's type, as __free_one_page's merge retypes the buddy
@@ -324,6 +332,8 @@ class _Engine:
         self.stop_wm = zp["stop_below_watermark"].astype(bool)
         self.proact = zp["proactiveness"].astype(i64)
         regions.init(self, zp)  # regions (seed 002): per-zone region state
+        self.contig_method = np.asarray(to_numpy(zones.contig_method), dtype=np.int64)  # 7
+        self.busy_file = np.asarray(to_numpy(zones.busy_file), dtype=np.float64)
         self.cnt = xp.zeros((z_n, len(COUNTERS)), dtype=i64)
 
         def zeros() -> Array:
@@ -577,14 +587,18 @@ class _Engine:
         has1 = nr[rows, :, fb1] > 0
         return has0, has1, xp.stack([fb0, fb1], axis=1)
 
-    def _rmqueue(self, z: Array, order: Array, mt: Array) -> Array:
+    def _rmqueue(self, z: Array, order: Array, mt: Array, cma_first: bool = True) -> Array:
         """rmqueue(order, mt) (tick-model.md 2.2) for rows z; returns head pfn or -1."""
         xp = self.xp
+        if self.has_cma and self.v6 and cma_first:  # tick-model.md 7.1: CMA > half of free
+            return contig.rmqueue_cma_first(self, z, order, mt)
         h = xp.full(z.shape[0], -1, dtype=xp.int64)
         found, o = self._smallest_order(z, order, mt)
         r = xp.nonzero(found)[0]
         if r.shape[0]:
             h[r] = self._take(z[r], o[r], mt[r], order[r])
+        if self.has_cma:  # __rmqueue_cma_fallback after MOVABLE, before the fallbacks
+            found = contig.rmqueue_cma_fallback(self, z, order, mt, h, found)
         rest = xp.nonzero(~found)[0]
         if rest.shape[0] == 0:
             return h
@@ -739,8 +753,10 @@ class _Engine:
             self._set_span(z[ok], h[ok], order[ok], kind[ok])
         return h
 
-    def _wmark_ok(self, z: Array, order: Array, mark: Array) -> Array:
-        """zone_watermark_ok (tick-model.md 2.3)."""
+    def _wmark_ok(self, z: Array, order: Array, mark: Array, cma: Any = None) -> Array:
+        """zone_watermark_ok (tick-model.md 2.3); cma: ALLOC_CMA per row (7.1), None = all."""
+        if self.has_cma and cma is not None:
+            return contig.wmark_ok_cma(self, z, order, mark, cma)
         free = self.nr_free[z] - ((self.xp.int64(1) << order) - 1)
         ok = free > mark
         if self.xp is np and not order.any():
@@ -752,7 +768,7 @@ class _Engine:
     def _get_page(self, z: Array, order: Array, mark: Array, mt: Array, kind: Array) -> Array:
         xp = self.xp
         h = xp.full(z.shape[0], -1, dtype=xp.int64)
-        ok = xp.nonzero(self._wmark_ok(z, order, mark))[0]
+        ok = xp.nonzero(self._wmark_ok(z, order, mark, mt == MT_M))[0]
         if ok.shape[0]:
             h[ok] = self._alloc(z[ok], order[ok], mt[ok], kind[ok])
         return h
@@ -1012,10 +1028,10 @@ class _Engine:
         wm = wmin + (2 << order) + self.xp.where(order > 3, self.wlow[z] - wmin, 0)
         return self.nr_free[z] > wm
 
-    def _suitable(self, z: Array, order: Array) -> Array:
-        """compaction_suitable -> SUCCESS | SKIPPED | CONTINUE."""
+    def _suitable(self, z: Array, order: Array, cma: Any = False) -> Array:
+        """compaction_suitable -> SUCCESS | SKIPPED | CONTINUE; cma: ALLOC_CMA (7.1)."""
         xp = self.xp
-        ok = self._wmark_ok(z, order, self.wmin[z])
+        ok = self._wmark_ok(z, order, self.wmin[z], cma)
         fi = xp.take_along_axis(fragmentation_index(self._buddyinfo(z)), order[:, None], 1)[:, 0]
         fi_ok = (order <= 3) | ~((fi >= 0) & (fi <= 500))
         bad = ~self._compact_suitable_wm(z, order) | ~fi_ok
@@ -1098,7 +1114,7 @@ class _Engine:
         if not proactive:
             chk = order > 0
             r = xp.nonzero(chk)[0]
-            s = self._suitable(z[r], order[r])
+            s = self._suitable(z[r], order[r], mt[r] == MT_M)
             bad = s != CONTINUE
             status[r[bad]] = s[bad]
             live[r[bad]] = False
@@ -1198,6 +1214,7 @@ class _Engine:
         own = nr[rows, :, mtr] > 0
         fb = (nr[rows, :, self.fb_table[mtr, 0]] > 0) | (nr[rows, :, self.fb_table[mtr, 1]] > 0)
         claim = (self.ar11[None, :] >= 4) | (mtr != MT_M)[:, None]
+        own |= (mtr == MT_M)[:, None] & (nr[rows, :, MT_CMA] > 0)  # CONFIG_CMA (7.1)
         okk = (own | (claim & fb)) & (self.ar11[None, :] >= orr[:, None])
         res = xp.where(rest & okk.any(axis=1), SUCCESS, res)
         st[r] = res
@@ -1221,11 +1238,14 @@ class _Engine:
             bm = self.bmt[z[:, None], bc]
             if self.v6:
                 if run.mode == ASYNC and run.direct:
-                    async_ok = bm == run.mt[todo][:, None]
+                    mtt = run.mt[todo][:, None]
+                    async_ok = (bm == mtt) | ((mtt == MT_M) & (bm == MT_CMA))  # movable
                 else:
                     async_ok = xp.ones_like(inr)
             else:
-                async_ok = (bm == MT_M) if run.mode == ASYNC else xp.ones_like(inr)
+                async_ok = (
+                    ((bm == MT_M) | (bm == MT_CMA)) if run.mode == ASYNC else xp.ones_like(inr)
+                )
             ok = skip_ok & async_ok & inr
             found = ok.any(axis=1)
             nskip = xp.where(found, xp.argmax(ok, axis=1), inr.sum(axis=1))
@@ -1364,7 +1384,8 @@ class _Engine:
                 blocks = fs[:, None] - arw
                 inr = blocks > ms[:, None]
                 bc = xp.maximum(blocks, 0)
-                ok = self.bmt[zs[:, None], bc] == MT_M
+                bmz = self.bmt[zs[:, None], bc]
+                ok = (bmz == MT_M) | (bmz == MT_CMA)  # is_migrate_movable (7.1)
                 if not run.ignore:
                     ok &= ~self.skip[zs[:, None], bc]
                 fp = zs[:, None] * self.N + bc * P
@@ -1508,7 +1529,10 @@ class _Engine:
     def _wakeup_kswapd(self, z: Array, order: Array, direct_reclaim: bool) -> None:
         # hopeless (kswapd_failures >= MAX_RECLAIM_RETRIES) or pgdat_balanced()
         bal = (self.kswapd_failures[z] >= MAX_RECLAIM_RETRIES) | self._wmark_ok(
-            z, order, self.whigh[z]
+            z,
+            order,
+            self.whigh[z],
+            False,  # pgdat_balanced: no ALLOC_CMA (7.1)
         )
         if self.v6 and not direct_reclaim:
             self._wakeup_kcompactd(z[bal], order[bal])
@@ -1528,7 +1552,7 @@ class _Engine:
                 break
             ko = self.kswapd_order[act]
             o = xp.where(self.kswapd_reclaimed[act] < (2 << ko), ko, 0)
-            ok = self._wmark_ok(act, o, self.whigh[act])
+            ok = self._wmark_ok(act, o, self.whigh[act], False)
             sl = act[ok]
             if sl.shape[0]:
                 self._reset_isolation(sl, check_flush=True)
@@ -1660,7 +1684,7 @@ class _Engine:
         zero = xp.zeros(z.shape[0], dtype=xp.int64)
         mt = self.kind_mt[kd]
         h = xp.full(z.shape[0], -1, dtype=xp.int64)
-        fast = self._wmark_ok(z, zero, self.wlow[z])
+        fast = self._wmark_ok(z, zero, self.wlow[z], mt == MT_M)
         fr = xp.nonzero(fast)[0]
         if fr.shape[0]:
             h[fr] = self._alloc(z[fr], zero[fr], mt[fr], kd[fr])
@@ -1679,8 +1703,13 @@ class _Engine:
         c[z, _C["alloc_background"]] += ok
         c[z, _C["alloc_background_fail"]] += 1 - ok
 
-    def _bulk_round(self, kinds: Array, start: Array) -> Array:
+    def _bulk_round(self, kinds: Array, start: Array, lists: Array | None = None) -> Array:
         """Apply events start[z] <= j < j0[z] of every zone at once; returns j0 (A: all done).
+
+        ``lists`` (tick-model.md 7.5, kernels.contig.bulk_targets): the free list each event
+        takes from, given by the caller for migration targets (no kswapd wake-up, no
+        background counter); None: the list of the event's kind (background allocations;
+        with CMA, MOVABLE events take MOVABLE or CMA, 7.6).
 
         Exact for the events it applies: while NR_FREE > wmark_min (fast path, or the slow
         path's get_page(wmark_min) after a kswapd wake-up that changes no allocation state)
@@ -1721,7 +1750,9 @@ class _Engine:
         tot = xp.zeros(z_n * NMT, dtype=i64)
         _scatter_add(xp, tot, sid, size)
         segbase = xp.cumsum(tot) - tot  # the log is sorted by segment (zone, type)
-        mt = self.kind_mt[kinds]
+        mt = self.kind_mt[kinds] if lists is None else lists  # 7.5: caller's lists
+        if self.has_cma and lists is None:  # 7.6: each MOVABLE event's list, MOVABLE or CMA
+            mt = contig.background_lists(self, mt, start)
         jj = self.ar[None, :a_n] if a_n <= CH else xp.arange(a_n, dtype=i64)[None, :]
         ev = jj >= start[:, None]
         cum = xp.cumsum((mt[:, :, None] == self.ar[None, None, :NMT]) & ev[:, :, None], axis=1)
@@ -1733,14 +1764,19 @@ class _Engine:
         if self.any_evac:  # regions (seed 002): an event that notes a region runs alone
             first = jj == start[:, None]
             ok &= ~regions.bulk_notes(self, mt, rank, first, (ez, ep, em, gcum, gx, segbase, tot))
+        nr_w = nr_j
+        if self.has_cma and lists is None:  # tick-model.md 7.6: watermark without ALLOC_CMA
+            ok, nr_w = contig.bulk_round_cma(self, mt, nr_j, ok)
         bad = ev & ~ok
         j0 = xp.where(bad.any(axis=1), xp.argmax(bad, axis=1), a_n)
         valid = ev & (jj < j0[:, None])
-        wake = xp.nonzero((valid & (nr_j <= self.wlow[:, None])).any(axis=1))[0]
+        wake = xp.nonzero((valid & (nr_w <= self.wlow[:, None])).any(axis=1))[0]
         vz, vj = xp.nonzero(valid)
         if vz.shape[0]:
             self._bulk_apply(kinds, mt, rank, vz, vj, (fi, key, ez, ep, eo, em, gcum, gx, segbase))
-        if wake.shape[0]:  # the slow path's wakeup_kswapd(0): only the first one acts
+        if lists is not None:  # 7.5: migration targets wake no kswapd, count no background
+            self.cnt[:, _C["alloc_background"]] -= xp.bincount(vz, minlength=z_n).astype(i64)
+        elif wake.shape[0]:  # the slow path's wakeup_kswapd(0): only the first one acts
             self._wakeup_kswapd(wake, xp.zeros(wake.shape[0], dtype=i64), True)
         return j0
 
@@ -1816,7 +1852,7 @@ class _Engine:
         c = self.cnt
         c[:, _C["alloc_attempts"]] += 1
         h = xp.full(self.Z, -1, dtype=xp.int64)
-        fast = self._wmark_ok(allz, o, self.wlow)
+        fast = self._wmark_ok(allz, o, self.wlow, mt == MT_M)
         fz = xp.nonzero(fast)[0]
         if fz.shape[0]:
             h[fz] = self._alloc(fz, o[fz], mt[fz], held[fz])
@@ -1943,6 +1979,8 @@ class _Engine:
         nr_free_s = xp.zeros((z_n, n_samp), dtype=xp.int64)
         free_regions = xp.zeros((z_n, n_samp), dtype=xp.int64)  # regions (seed 002)
         attempts = xp.zeros((z_n, n_att), dtype=xp.int8)
+        trials = np.zeros((z_n, prog.n_trials, len(TRIAL_FIELDS)), dtype=np.int64)  # 7.4
+        tr_i = 0
         seeds = self.seed[:, None]
         allz = xp.arange(z_n, dtype=xp.int64)
         t = 0
@@ -1996,6 +2034,12 @@ class _Engine:
                         held_n[okz] += 1
                     else:
                         self._free_units(okz, h[okz], self.aorder[okz])
+                ce = ph.contig_every
+                if ce > 0 and ti % ce == ce - 1:  # step 4b: a contiguous-allocation trial
+                    trials[:, tr_i] = contig.contig_trial(
+                        self, ph, tr_i, self.contig_method, self.busy_file
+                    )
+                    tr_i += 1
                 self._kswapd_step()
                 if self.v6 and (t + 1) % prog.proactive_period == 0:
                     # kcompactd's 500 ms timeout (6.19): work if an order is pending
@@ -2024,6 +2068,7 @@ class _Engine:
             counters[:, pi] = to_numpy(self.cnt)
         res = self._result(counters, buddyinfo, nr_free_s, attempts)
         res.free_regions = to_numpy(free_regions)  # regions (seed 002)
+        res.trials = trials
         return res
 
     def _phase_end(self, held_h: Array, held_n: Array) -> None:

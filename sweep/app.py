@@ -60,6 +60,7 @@ from sweep.scenario import (
     build_program,
     build_scenario_dataset,
     format_phase_table,
+    format_trial_table,
     is_scenario,
     kcompactd_mode,
     run_scenario_batch,
@@ -381,6 +382,9 @@ def run_scenario_job(
     print("\n".join(format_buddyinfo(result.buddyinfo[:, 1])))
     print(f"# per phase, mean over {result.nr_zones} replicates (/proc/vmstat names)")
     print("\n".join(format_phase_table(result)))
+    if result.trials is not None:
+        print(f"# {config.workload.name} trials ({config.workload.method}), per replicate")
+        print("\n".join(format_trial_table(result)))
     zone_ticks = program.n_ticks * result.nr_zones
     print(f"# {zone_ticks:,} zone-ticks in {seconds:.2f} s ({zone_ticks / seconds:,.0f}/s)")
     attrs = scenario_attrs(cfg, config, xp.__name__)

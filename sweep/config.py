@@ -35,7 +35,7 @@ from omegaconf.errors import (
 from kernels.backend import BACKENDS
 from kernels.fragment import FRACTION_FIELDS as FRACTION_KEYS
 from kernels.fragment import FREE_QUARTER_MAX_FOLIO_ORDER, LAYOUTS
-from kernels.program import GFP_NAMES, KCOMPACTD_NAMES
+from kernels.program import CONTIG_NAMES, GFP_NAMES, KCOMPACTD_NAMES
 from kernels.zone import (
     MAX_FOLIO_ORDER,
     MAX_PAGE_ORDER,
@@ -56,6 +56,7 @@ PROFILES = {"v4_12": KernelProfile.V4_12, "v6_19": KernelProfile.V6_19}
 KCOMPACTD_MODES = ("auto", *KCOMPACTD_NAMES)
 GFP_CLASSES = GFP_NAMES
 ATTEMPT_MIGRATETYPES = ("unmovable", "movable", "reclaimable")  # MigrateType 0, 1, 2
+BULK_METHODS = CONTIG_NAMES[1:]  # workload=bulk_alloc's methods (tick-model.md 7.4)
 # vm.watermark_scale_factor sysctl range: [1, 1000] until 5.x raised the ceiling to 3000.
 WATERMARK_SCALE_FACTOR_MAX = {"v4_12": 1000, "v6_19": 3000}
 
@@ -229,6 +230,25 @@ class RegionsConfig(ScenarioConfig):
 
 
 @dataclass
+class BulkAllocConfig(ScenarioConfig):
+    """Seed 004: count x order-k pieces from a CMA area under a kernel-build-like load,
+    by cma_alloc (one range, order-k calls, order-10 chunks) or alloc_pages_bulk."""
+
+    method: str = "bulk"  # cma_range | cma_order4 | cma_order10 | bulk | bulk_range
+    cma_mb: int = 500  # CMA area at the top of the zone, MiB, whole 4 MiB (1024-page) chunks
+    count: int = 4800  # pieces of order `order` (default_order) each trial asks for
+    trials: int = 10
+    trial_every: int = 10  # load ticks between trials (the first after trial_every ticks)
+    busy_file: float = 0.01  # share of page-cache pages busy (fs write) during a trial
+    tick_ms: float = 100.0  # simulated time per tick
+    load_pages_per_s: int = 2000  # stress_highalloc's build load (kernel-model.md 10)
+    load_mix: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.03, 0.07])
+    load_occupancy: float = 0.9
+    warmup_turnover: float = 1.5
+    warmup_ticks: int = 100
+
+
+@dataclass
 class SweepConfig:
     zone: ZoneConfig = MISSING
     kernel: KernelConfig = MISSING
@@ -257,6 +277,7 @@ def register_configs() -> None:
     cs.store(group="workload", name="base_stress_highalloc", node=StressHighallocConfig)
     cs.store(group="workload", name="base_pinned", node=PinnedConfig)
     cs.store(group="workload", name="base_regions", node=RegionsConfig)
+    cs.store(group="workload", name="base_bulk_alloc", node=BulkAllocConfig)
 
 
 def to_config(cfg: DictConfig) -> SweepConfig:
@@ -479,10 +500,13 @@ def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
         raise ConfigError("workload.attempts", f"={wl.attempts} must be >= 1")
     if isinstance(wl, RegionsConfig):
         _validate_regions(cfg, wl)
+    if isinstance(wl, BulkAllocConfig):
+        _validate_bulk_alloc(cfg, wl)
     if isinstance(wl, StressHighallocConfig):
         if wl.mb_per_sec < 1:
             raise ConfigError("workload.mb_per_sec", f"={wl.mb_per_sec} must be >= 1")
         _check_range("workload.percent", wl.percent, 1, 100)
+    if isinstance(wl, StressHighallocConfig | BulkAllocConfig):
         if len(wl.load_mix) != 4 or min(wl.load_mix) < 0 or abs(sum(wl.load_mix) - 1) > 1e-6:
             raise ConfigError(
                 "workload.load_mix",
@@ -495,6 +519,7 @@ def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
         _check_range("workload.warmup_turnover", wl.warmup_turnover, 0, 100)
         if wl.warmup_ticks < 1:
             raise ConfigError("workload.warmup_ticks", f"={wl.warmup_ticks} must be >= 1")
+    if isinstance(wl, StressHighallocConfig):
         _check_range(
             "workload.rested_min_free_kbytes",
             wl.rested_min_free_kbytes,
@@ -535,6 +560,45 @@ def _validate_regions(cfg: SweepConfig, wl: RegionsConfig) -> None:
             "reclaimable) summing to 1",
         )
     _check_range("workload.load_occupancy", wl.load_occupancy, 0.05, 1)
+
+
+def _validate_bulk_alloc(cfg: SweepConfig, wl: BulkAllocConfig) -> None:
+    """Values of ``workload=bulk_alloc`` (seed 004, docs/tick-model.md 7)."""
+    if wl.method not in BULK_METHODS:
+        raise ConfigError(
+            "workload.method", f"={wl.method!r} is not one of {', '.join(BULK_METHODS)}"
+        )
+    zone_mb = cfg.zone.nr_pages // 256
+    if wl.cma_mb % 4 or not 4 <= wl.cma_mb < zone_mb:
+        raise ConfigError(
+            "workload.cma_mb",
+            f"={wl.cma_mb} must be a multiple of 4 (whole 1024-page chunks) in [4, {zone_mb}) "
+            f"(zone.nr_pages={cfg.zone.nr_pages} is {zone_mb} MiB)",
+        )
+    order = scenario_order(cfg)
+    pieces = (wl.cma_mb * 256) >> order
+    if not 1 <= wl.count <= pieces:
+        raise ConfigError(
+            "workload.count",
+            f"={wl.count} must be in [1, {pieces}] (order-{order} pieces in workload.cma_mb="
+            f"{wl.cma_mb})",
+        )
+    if wl.trials < 1:
+        raise ConfigError("workload.trials", f"={wl.trials} must be >= 1")
+    if wl.trial_every < 1:
+        raise ConfigError("workload.trial_every", f"={wl.trial_every} must be >= 1")
+    _check_range("workload.busy_file", wl.busy_file, 0, 1)
+    if wl.gfp != "nowait" or wl.attempt_mt != "auto":
+        key = "workload.gfp" if wl.gfp != "nowait" else "workload.attempt_mt"
+        raise ConfigError(key, " has no effect with workload=bulk_alloc (no high-order attempts)")
+    for key in ("sorted_freelists", "region_evacuation", "region_worker_delayed"):
+        if getattr(cfg.policy, key):
+            raise ConfigError(
+                f"policy.{key}",
+                "=true is not modelled with workload=bulk_alloc: memory regions (seed 002) "
+                "and CMA pageblocks (seed 004) together are not specified "
+                "(docs/tick-model.md 6, 7)",
+            )
 
 
 def _validate_compact_node(wl: CompactNodeConfig) -> None:
@@ -586,6 +650,7 @@ def _known_keys() -> list[str]:
             StressHighallocConfig,
             PinnedConfig,
             RegionsConfig,
+            BulkAllocConfig,
         ],
     }
     keys = [f.name for f in dataclasses.fields(SweepConfig)]

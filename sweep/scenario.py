@@ -16,6 +16,10 @@ Each workload mirrors one seed experiment (``docs/seeds.md`` has the numbers):
 * ``pinned`` (seed 003): ~94 % of the zone pinned, THP faults with direct compaction.
 * ``regions`` (seed 002): a build-like load in cycles on an empty zone; memory regions
   kept entirely free over time with plain or region-sorted free lists and evacuation.
+* ``bulk_alloc`` (seed 004): stress_highalloc's build load on a zone with a CMA area at
+  its top, then ``trials`` contiguous allocations of ``count`` order-k pieces by one
+  method (cma_alloc of one range, of order-k pieces, of order-10 chunks, or
+  alloc_pages_bulk; docs/tick-model.md 7), spaced by ``trial_every`` load ticks.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from kernels import metrics
 from kernels.backend import to_numpy
 from kernels.fragment import FragmentParams, fragment, fragment_counts
 from kernels.program import (
+    CONTIG_NAMES,
     COUNTER_INDEX,
     COUNTERS,
     FREE,
@@ -41,6 +46,8 @@ from kernels.program import (
     KCOMPACTD_PROACTIVE_SCORE,
     KCOMPACTD_REACTIVE,
     KIND_NAMES,
+    MT_CMA,
+    TRIAL_FIELDS,
     Phase,
     Program,
     TickResult,
@@ -51,6 +58,7 @@ from kernels.zone import NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES, MigrateType
 from sweep.config import (
     ATTEMPT_MIGRATETYPES,
     PROFILES,
+    BulkAllocConfig,
     ConfigError,
     HolepunchConfig,
     PinnedConfig,
@@ -144,6 +152,8 @@ class ScenarioResult:
         default_factory=lambda: np.zeros((0, 0), dtype=np.int64)
     )
     nr_regions: int = 0  # memory regions of the zone (the last one may be partial)
+    trials: np.ndarray | None = None  # (Z, T, len(TRIAL_FIELDS)) int64, bulk_alloc only
+    trial_time_s: np.ndarray | None = None  # (T,) simulated time of each trial
 
     @property
     def nr_zones(self) -> int:
@@ -191,29 +201,18 @@ def build_program(cfg: SweepConfig) -> Program:
         return Program(phases=(phase,), tick_ms=wl.tick_ms, **common)
     if isinstance(wl, RegionsConfig):
         return _regions_program(wl, common)
+    if isinstance(wl, BulkAllocConfig):
+        return _bulk_alloc_program(cfg, wl, order, common)
     assert isinstance(wl, StressHighallocConfig)
     n = cfg.zone.nr_pages
     tick_ms = attempt_interval_ms(order, wl.mb_per_sec)
     count = max(1, (n >> order) * wl.percent // 100)  # HIGHALLOC_COUNT
-    allocs = round(wl.load_pages_per_s * tick_ms / 1000)
-    frees = round(allocs / wl.load_occupancy)
-    warm_allocs = math.ceil(wl.warmup_turnover * n / wl.warmup_ticks)
-    total = float(sum(wl.load_mix))  # validated to sum to 1 within 1e-6; make it exact
-    mix = tuple(float(x) / total for x in wl.load_mix)
-    load = dict(alloc_weights=mix)
+    warmup, load = _load_phase(wl, n, tick_ms)
     phases = (
-        Phase(
-            name="warmup",
-            ticks=wl.warmup_ticks,
-            allocs_per_tick=warm_allocs,
-            frees_per_tick=round(warm_allocs / wl.load_occupancy),
-            **load,
-        ),
+        warmup,
         Phase(
             name="pass1",
             ticks=count,
-            allocs_per_tick=allocs,
-            frees_per_tick=frees,
             keep=True,
             **load,
             **attempt,
@@ -221,8 +220,6 @@ def build_program(cfg: SweepConfig) -> Program:
         Phase(
             name="pass2",
             ticks=count,
-            allocs_per_tick=allocs,
-            frees_per_tick=frees,
             keep=True,
             **load,
             **attempt,
@@ -279,6 +276,47 @@ def uses_regions(cfg: SweepConfig) -> bool:
     return isinstance(cfg.workload, RegionsConfig) or pol.sorted_freelists or pol.region_evacuation
 
 
+def _load_phase(
+    wl: StressHighallocConfig | BulkAllocConfig, n: int, tick_ms: float
+) -> tuple[Phase, dict[str, Any]]:
+    """stress_highalloc's build load: its warm-up phase (from an empty zone) and the
+    keywords of a phase under load at ``tick_ms`` per tick."""
+    allocs = round(wl.load_pages_per_s * tick_ms / 1000)
+    warm_allocs = math.ceil(wl.warmup_turnover * n / wl.warmup_ticks)
+    total = float(sum(wl.load_mix))  # validated to sum to 1 within 1e-6; make it exact
+    mix = tuple(float(x) / total for x in wl.load_mix)
+    warmup = Phase(
+        name="warmup",
+        ticks=wl.warmup_ticks,
+        allocs_per_tick=warm_allocs,
+        frees_per_tick=round(warm_allocs / wl.load_occupancy),
+        alloc_weights=mix,
+    )
+    load = dict(
+        allocs_per_tick=allocs,
+        frees_per_tick=round(allocs / wl.load_occupancy),
+        alloc_weights=mix,
+    )
+    return warmup, load
+
+
+def _bulk_alloc_program(
+    cfg: SweepConfig, wl: BulkAllocConfig, order: int, common: dict[str, Any]
+) -> Program:
+    """Seed 004: the build load warms the zone up, then ``trials`` trials, one every
+    ``trial_every`` load ticks (tick-model.md 7.4); no high-order attempts."""
+    warmup, load = _load_phase(wl, cfg.zone.nr_pages, wl.tick_ms)
+    trials = Phase(
+        name="trials",
+        ticks=wl.trials * wl.trial_every,
+        contig_every=wl.trial_every,
+        contig_count=wl.count,
+        contig_order=order,
+        **load,
+    )
+    return Program(phases=(warmup, trials), tick_ms=wl.tick_ms, **common)
+
+
 def initial_zones(cfg: SweepConfig, xp: Any, seeds: np.ndarray) -> tuple[Any, Any]:
     """Initial ``(kind (Z, N) uint8, block_mt (Z, B) int8)`` of the cell's zones."""
     from kernels.tick import initial_kinds
@@ -286,10 +324,13 @@ def initial_zones(cfg: SweepConfig, xp: Any, seeds: np.ndarray) -> tuple[Any, An
     wl = cfg.workload
     n = cfg.zone.nr_pages
     z = seeds.shape[0]
-    if isinstance(wl, StressHighallocConfig | RegionsConfig):
-        # A freshly booted zone: everything free, every pageblock MOVABLE.
+    if isinstance(wl, StressHighallocConfig | RegionsConfig | BulkAllocConfig):
+        # A freshly booted zone: everything free, every pageblock MOVABLE; bulk_alloc: the
+        # top cma_mb MiB are MIGRATE_CMA pageblocks (tick-model.md 7.1).
         kind = xp.zeros((z, n), dtype=xp.uint8)
         block_mt = xp.full((z, n // PAGEBLOCK_NR_PAGES), int(MigrateType.MOVABLE), dtype=xp.int8)
+        if isinstance(wl, BulkAllocConfig):
+            block_mt[:, n // PAGEBLOCK_NR_PAGES - wl.cma_mb * 256 // PAGEBLOCK_NR_PAGES :] = MT_CMA
         return kind, block_mt
     page_state, block_mt = fragment(xp, _fragment_params(cfg, seeds))
     return initial_kinds(page_state, xp.asarray(seeds), wl.file_fraction), block_mt
@@ -322,15 +363,25 @@ def check_scenario_feasible(cfg: SweepConfig) -> None:
             proactiveness=cfg.policy.proactiveness,
             min_free_kbytes=effective_min_free_kbytes(cfg),
             **region_keys(cfg),
+            **_contig_fields(cfg),
         ).validate()
     except ValueError as exc:
         raise ConfigError("workload", f": {exc}") from exc
-    if isinstance(cfg.workload, StressHighallocConfig | RegionsConfig):
+    if isinstance(cfg.workload, StressHighallocConfig | RegionsConfig | BulkAllocConfig):
         return
     try:
         fragment_counts(_fragment_params(cfg, seeds))
     except ValueError as exc:
         raise ConfigError("workload", f": {exc}") from exc
+
+
+def _contig_fields(cfg: SweepConfig) -> dict[str, Any]:
+    """bulk_alloc's per-zone TickZones fields (tick-model.md 7.2): the method and busy share.
+    Per zone, so cells that differ only in them share one batch (scenario_batch_key)."""
+    wl = cfg.workload
+    if not isinstance(wl, BulkAllocConfig):
+        return {}
+    return {"contig_method": CONTIG_NAMES.index(wl.method), "busy_file": wl.busy_file}
 
 
 def cell_inputs(cfg: SweepConfig, xp: Any) -> ScenarioCell:
@@ -346,6 +397,7 @@ def cell_inputs(cfg: SweepConfig, xp: Any) -> ScenarioCell:
         proactiveness=cfg.policy.proactiveness,
         min_free_kbytes=effective_min_free_kbytes(cfg),
         **region_keys(cfg),
+        **_contig_fields(cfg),
     )
     zones.validate()
     kind, block_mt = initial_zones(cfg, xp, seeds)
@@ -483,7 +535,21 @@ def _cell_result(program: Program, kind0: np.ndarray, res: TickResult, sl: slice
         attempts=res.attempts[sl],
         attempt_phase=phase_of_attempt,
         scalars={k: v[sl] for k, v in res.scalars.items()},
+        trials=None if res.trials is None or program.n_trials == 0 else res.trials[sl],
+        trial_time_s=_trial_times(program),
     )
+
+
+def _trial_times(program: Program) -> np.ndarray:
+    """Simulated time (s) at the end of each trial's tick (tick-model.md 7.4)."""
+    times, t0 = [], 0
+    for ph in program.phases:
+        if ph.contig_every:
+            ticks = np.arange(ph.contig_every, ph.n_trials * ph.contig_every + 1, ph.contig_every)
+            times.append(t0 + ticks)
+        t0 += ph.ticks
+    ticks_all = np.concatenate(times) if times else np.zeros(0, dtype=np.int64)
+    return ticks_all * program.tick_ms / 1000.0
 
 
 class ProgressLine:
@@ -635,6 +701,7 @@ def build_scenario_dataset(result: ScenarioResult, attrs: Mapping[str, Any]) -> 
     )
     coords = {
         rep: (rep, np.arange(result.nr_zones), {"long_name": "replicate zone (seed stream)"}),
+        **_trial_variables(result, data_vars),
         "phase": ("phase", list(result.phases), {"long_name": "workload phase"}),
         "snapshot": ("snapshot", ["initial", "final"], {"long_name": "start or end of the run"}),
         order: (order, np.arange(NR_PAGE_ORDERS), {"long_name": "buddy order"}),
@@ -650,6 +717,63 @@ def build_scenario_dataset(result: ScenarioResult, attrs: Mapping[str, Any]) -> 
         ),
     }
     return xr.Dataset(data_vars=data_vars, coords=coords, attrs=netcdf_attrs(attrs))
+
+
+TRIAL_ATTRS: dict[str, dict[str, str]] = {
+    "obtained": {"units": "pieces", "long_name": "order-k pieces the trial obtained"},
+    "complete": {"units": "1", "long_name": "trial obtained all count pieces (1) or not (0)"},
+    "migrated": {"units": "pages", "long_name": "pages the trial migrated out of its ranges"},
+    "reclaimed": {
+        "units": "pages",
+        "long_name": "clean page cache the trial dropped (reclaim_clean_pages_from_list)",
+    },
+    "windows": {
+        "units": "1",
+        "long_name": "ranges tried: alloc_contig_range (cma_alloc windows) or alloc_pages_bulk "
+        "calls (stands in for latency)",
+    },
+    "scanned": {"units": "pages", "long_name": "pages the trial's migration passes scanned"},
+}
+
+
+def _trial_variables(result: ScenarioResult, data_vars: dict[str, Any]) -> dict[str, Any]:
+    """bulk_alloc's per-trial results (tick-model.md 7.4) into data_vars; its coords."""
+    if result.trials is None:
+        return {}
+    rep = "replicate"
+    for i, name in enumerate(TRIAL_FIELDS):
+        data_vars[f"trial_{name}"] = ((rep, "trial"), result.trials[:, :, i], TRIAL_ATTRS[name])
+    data_vars["trials_complete"] = (
+        (rep,),
+        result.trials[:, :, TRIAL_FIELDS.index("complete")].sum(axis=1),
+        {"units": "trials", "long_name": "trials that obtained all count pieces"},
+    )
+    trial = np.arange(result.trials.shape[1])
+    return {
+        "trial": ("trial", trial, {"long_name": "contiguous-allocation trial"}),
+        "trial_time": (
+            "trial",
+            result.trial_time_s,
+            {"units": "s", "long_name": "simulated time of the trial"},
+        ),
+    }
+
+
+def format_trial_table(result: ScenarioResult) -> list[str]:
+    """Per replicate: pieces obtained per trial, complete trials, mean migrated/windows."""
+    if result.trials is None:
+        return []
+    tr = result.trials
+    f = {name: i for i, name in enumerate(TRIAL_FIELDS)}
+    lines = []
+    for z in range(tr.shape[0]):
+        mean = {k: tr[z, :, f[k]].mean() for k in ("migrated", "reclaimed", "windows", "scanned")}
+        lines.append(
+            f"replicate {z}: obtained {tr[z, :, f['obtained']].tolist()}; complete "
+            f"{int(tr[z, :, f['complete']].sum())}/{tr.shape[1]}; per trial: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in mean.items())
+        )
+    return lines
 
 
 def format_phase_table(result: ScenarioResult) -> list[str]:

@@ -53,6 +53,7 @@ def test_config_groups_have_the_documented_options() -> None:
         "stop_below_watermark",
     ]
     assert group_options("workload") == [
+        "bulk_alloc",
         "compact_node",
         "holepunch",
         "pinned",

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from kernels.program import (
+    CONTIG_NAMES,
     COUNTERS,
     GFP_MOVABLE,
     GFP_NOWAIT,
@@ -16,6 +17,7 @@ from kernels.program import (
     KCOMPACTD_PROACTIVE_DEMAND,
     KCOMPACTD_PROACTIVE_SCORE,
     KCOMPACTD_REACTIVE,
+    MT_CMA,
 )
 from sweep.config import ConfigError, compose_config
 from sweep.scenario import (
@@ -98,6 +100,17 @@ def test_kcompactd_auto_follows_the_kernel() -> None:
             "workload.rested_min_free_kbytes",
         ),
         (["policy=proactive_demand"], "policy.kcompactd"),  # no kcompactd in compact_node
+        (["workload=bulk_alloc", "workload.method=dma"], "workload.method"),
+        (["workload=bulk_alloc", "workload.cma_mb=502"], "workload.cma_mb"),
+        (["workload=bulk_alloc", "zone=tiny"], "workload.cma_mb"),  # 500 MB > 16 MB zone
+        (["workload=bulk_alloc", "workload.count=32001"], "workload.count"),  # > 500 MB
+        (["workload=bulk_alloc", "workload.trials=0"], "workload.trials"),
+        (["workload=bulk_alloc", "workload.trial_every=0"], "workload.trial_every"),
+        (["workload=bulk_alloc", "workload.busy_file=1.5"], "workload.busy_file"),
+        (["workload=bulk_alloc", "workload.gfp=thp"], "workload.gfp"),
+        (["workload=bulk_alloc", "workload.load_mix=[1,1,0,0]"], "workload.load_mix"),
+        (["workload=bulk_alloc", "workload.load_occupancy=0"], "workload.load_occupancy"),
+        (["workload=bulk_alloc", "order=11"], "order"),
     ],
 )
 def test_bad_scenario_input_names_the_key(overrides: list[str], key: str) -> None:
@@ -272,3 +285,75 @@ def test_every_scenario_variable_has_units_and_long_name(tmp_path: Path) -> None
     ds = build_scenario_dataset(res, {"title": "t"})
     for name, var in ds.data_vars.items():
         assert var.attrs.get("units") and var.attrs.get("long_name"), name
+
+
+TINY_BULK = [
+    "workload=bulk_alloc",
+    "zone=tiny",
+    "replicates=2",
+    "workload.cma_mb=4",
+    "workload.count=40",
+    "workload.trials=2",
+    "workload.trial_every=2",
+    "workload.warmup_ticks=10",
+]
+
+
+def test_bulk_alloc_program_follows_the_seed() -> None:
+    """Seed 004's setup: 1.5 GB zone, 500 MB CMA at the top, 10 trials of 4800 x order 4
+    under stress_highalloc's build load; no high-order attempts."""
+    from sweep.scenario import cell_inputs
+
+    cfg = compose_config(["workload=bulk_alloc", "zone=1g5", "replicates=1"])
+    prog = build_program(cfg)
+    assert [p.name for p in prog.phases] == ["warmup", "trials"]
+    warm, trials = prog.phases
+    assert prog.n_trials == 10 and trials.contig_every == 10 and trials.ticks == 100
+    assert (trials.contig_count, trials.contig_order) == (4800, 4)
+    assert prog.n_attempts == 0 and warm.contig_every == 0
+    assert trials.allocs_per_tick == 200 and warm.allocs_per_tick == 5899  # 1.5 zones / 100
+    assert trials.alloc_weights == warm.alloc_weights == (0.45, 0.45, 0.03, 0.07)
+    cell = cell_inputs(cfg, np)
+    blocks = 393216 // 512
+    assert (cell.block_mt[0, blocks - 250 :] == MT_CMA).all()  # 500 MB = 250 pageblocks
+    assert (cell.block_mt[0, : blocks - 250] == 1).all() and (cell.kind == 0).all()
+    assert cell.zones.contig_method[0] == CONTIG_NAMES.index("bulk")
+    assert cell.zones.busy_file[0] == 0.01
+
+
+def test_bulk_alloc_cli_writes_trials(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_sweep(tmp_path, *TINY_BULK, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "bulk_alloc trials (bulk)" in proc.stdout
+    with xr.open_dataset(run_dir / "result.nc") as ds:
+        assert ds.sizes["trial"] == 2 and ds.sizes["replicate"] == 2
+        got = ds.trial_obtained.values
+        assert (got >= 0).all() and (got <= 40).all() and got.sum() > 0
+        assert (ds.trial_complete.values == (got == 40)).all()
+        assert (ds.trials_complete.values == (got == 40).sum(axis=1)).all()
+        assert (ds.trial_windows.values == 1).all()  # one alloc_pages_bulk call
+        assert list(ds.trial_time.values) == [1.2, 1.4]  # 10 warm-up ticks + 2, + 4
+        assert ds.trial_migrated.attrs["units"] == "pages"
+        for name, var in ds.data_vars.items():
+            assert var.attrs.get("units") and var.attrs.get("long_name"), name
+
+
+def test_bulk_alloc_methods_batch_together() -> None:
+    """Cells differing only in workload.method / busy_file share one batch (the method is
+    a per-zone array) and give what each gives alone; the range method fails where the
+    best-effort one does not."""
+    from sweep.scenario import scenario_batch_key
+
+    cfgs = [
+        compose_config([*TINY_BULK, f"workload.method={m}", "workload.busy_file=0.2"])
+        for m in ("bulk", "cma_range", "cma_order10")
+    ]
+    assert len({scenario_batch_key(c) for c in cfgs}) == 1
+    together = run_scenario_batch(cfgs, np, check_invariants=True)
+    for cfg, got in zip(cfgs, together, strict=True):
+        [alone] = run_scenario_batch([cfg], np)
+        np.testing.assert_array_equal(got.trials, alone.trials)
+        np.testing.assert_array_equal(got.counters, alone.counters)
+    obtained = [r.trials[:, :, 0] for r in together]
+    assert (obtained[0] > 0).all() and (obtained[1] == 0).all()  # bulk vs one 640-page range

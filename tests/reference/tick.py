@@ -44,11 +44,13 @@ from kernels.program import (
     KCOMPACTD_PROACTIVE_SCORE,
     KIND_MIGRATETYPE,
     LRU_KINDS,
+    MT_CMA,
     PIN,
     RECL,
     SCALARS,
     STREAM_ALLOC,
     STREAM_FREE,
+    TRIAL_FIELDS,
     UNMOV,
     Phase,
     Program,
@@ -71,6 +73,9 @@ MAX_RECLAIM_RETRIES = 16  # kswapd_failures that make a node hopeless (mm/vmscan
 MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE = 0, 1, 2
 U, M, R = MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
 NR_PCPTYPES = 3
+# CMA (tick-model.md 7.1): free lists are indexed 0..MIGRATE_CMA (list 3, HIGHATOMIC, unused).
+MIGRATE_CMA = MT_CMA
+NR_LIST_TYPES = MIGRATE_CMA + 1
 FALLBACKS = {U: (R, M), M: (R, U), R: (U, M)}
 
 # enum migrate_mode (include/linux/migrate_mode.h).
@@ -123,8 +128,9 @@ class ZoneRef:
             raise ValueError("block_mt must have N / 512 entries")
         if kind_row.min() < FREE or kind_row.max() > HELD:
             raise ValueError("initial kinds must be FREE..HELD (no ISOFREE)")
-        if block_mt_row.min() < U or block_mt_row.max() > R:
-            raise ValueError("block_mt must be UNMOVABLE, MOVABLE or RECLAIMABLE")
+        if block_mt_row.min() < U or not set(block_mt_row.tolist()) <= {U, M, R, MIGRATE_CMA}:
+            raise ValueError("block_mt must be UNMOVABLE, MOVABLE, RECLAIMABLE or CMA")
+        _check_cma_layout(block_mt_row)  # tick-model.md 7.1
         if zone.nr_zones != 1:
             raise ValueError("the reference runs one zone: pass zones[i]")
         zone.validate()
@@ -150,6 +156,8 @@ class ZoneRef:
             bool(zone.region_evacuation[0]),
             bool(zone.region_worker_delayed[0]),
         )
+        self.contig_method = int(zone.contig_method[0])  # tick-model.md 7
+        self.busy_file = float(zone.busy_file[0])
 
         # Pages and pageblocks (TM 1, 2).
         self.kind = bytearray(kind_row.astype(np.uint8).tobytes())
@@ -162,10 +170,10 @@ class ZoneRef:
         # free_area[o].free_list[mt] as {head pfn: key}; _heaps[o][mt] holds (-key, pfn)
         # entries, stale ones skipped lazily by first().
         self.free_list: list[list[dict[int, int]]] = [
-            [{} for _ in range(NR_PCPTYPES)] for _ in range(NR_ORDERS)
+            [{} for _ in range(NR_LIST_TYPES)] for _ in range(NR_ORDERS)
         ]
         self._heaps: list[list[list[tuple[int, int]]]] = [
-            [[] for _ in range(NR_PCPTYPES)] for _ in range(NR_ORDERS)
+            [[] for _ in range(NR_LIST_TYPES)] for _ in range(NR_ORDERS)
         ]
 
         # Watermarks (TM 2.3).
@@ -260,6 +268,19 @@ class ZoneRef:
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
+
+    def nr_free_cma_pages(self) -> int:
+        """NR_FREE_CMA_PAGES: the pages of the heads on the CMA lists (tick-model.md 7.1)."""
+        return sum(len(self.free_list[o][MIGRATE_CMA]) << o for o in range(NR_ORDERS))
+
+
+def _check_cma_layout(block_mt_row: np.ndarray) -> None:
+    """CMA blocks form one area at the top of the zone, in whole 1024-page chunks (TM 7.1)."""
+    cma = [i for i, t in enumerate(block_mt_row.tolist()) if t == MIGRATE_CMA]
+    if cma and (
+        cma != list(range(len(block_mt_row) - len(cma), len(block_mt_row))) or len(cma) % 2
+    ):
+        raise ValueError("CMA pageblocks must be one area at the top, in whole 1024-page chunks")
 
 
 # ---------------------------------------------------------------------------------------
@@ -495,9 +516,20 @@ def __rmqueue_fallback(z: ZoneRef, order: int, start_mt: int) -> bool:
 
 
 def __rmqueue(z: ZoneRef, order: int, mt: int) -> int | None:
-    """Mirrors __rmqueue() of the profile (KM 2.3); no CMA, no ALLOC_NOFRAGMENT."""
+    """Mirrors __rmqueue() of the profile (KM 2.3); no ALLOC_NOFRAGMENT.
+
+    CMA (TM 7.1): only MOVABLE requests (ALLOC_CMA) take CMA pages: 6.19 first when
+    NR_FREE_CMA_PAGES > NR_FREE_PAGES / 2, then after MOVABLE; 4.12 __rmqueue_cma_fallback
+    after MOVABLE, before the fallbacks. Fallback, claim and steal never touch CMA.
+    """
     if z.v6:
-        page = __rmqueue_smallest(z, order, mt)
+        page = None
+        if mt == M and z.nr_free_cma_pages() > z.nr_free_pages() // 2:
+            page = __rmqueue_smallest(z, order, MIGRATE_CMA)
+        if page is None:
+            page = __rmqueue_smallest(z, order, mt)
+        if page is None and mt == M:
+            page = __rmqueue_smallest(z, order, MIGRATE_CMA)  # __rmqueue_cma_fallback
         if page is None:
             page = __rmqueue_claim(z, order, mt)
         if page is None:
@@ -505,6 +537,8 @@ def __rmqueue(z: ZoneRef, order: int, mt: int) -> int | None:
         return page
     while True:  # 4.12: retry after every successful fallback
         page = __rmqueue_smallest(z, order, mt)
+        if page is None and mt == M:
+            page = __rmqueue_smallest(z, order, MIGRATE_CMA)  # __rmqueue_cma_fallback
         if page is not None:
             return page
         if not __rmqueue_fallback(z, order, mt):
@@ -521,19 +555,26 @@ def rmqueue(z: ZoneRef, order: int, mt: int) -> int | None:
 # ---------------------------------------------------------------------------------------
 
 
-def zone_watermark_ok(z: ZoneRef, order: int, mark: int) -> bool:
-    """Mirrors __zone_watermark_ok() with no reserves, boost, CMA or lowmem_reserve."""
+def zone_watermark_ok(z: ZoneRef, order: int, mark: int, alloc_cma: bool = True) -> bool:
+    """Mirrors __zone_watermark_ok() with no reserves, boost or lowmem_reserve.
+
+    Without ALLOC_CMA the free CMA pages are subtracted and the CMA lists do not count
+    for order > 0 (TM 7.1); with no CMA blocks both forms agree.
+    """
     free_pages = z.nr_free_pages() - ((1 << order) - 1)
+    if not alloc_cma:
+        free_pages -= z.nr_free_cma_pages()
     if free_pages <= mark:
         return False
     if order == 0:
         return True
-    return any(z.nr_free(o, mt) > 0 for o in range(order, NR_ORDERS) for mt in (U, M, R))
+    types = (U, M, R, MIGRATE_CMA) if alloc_cma else (U, M, R)
+    return any(z.nr_free(o, mt) > 0 for o in range(order, NR_ORDERS) for mt in types)
 
 
 def get_page(z: ZoneRef, order: int, mark: int, mt: int) -> int | None:
     """get_page_from_freelist() for the one zone: rmqueue() if the watermark is met."""
-    if zone_watermark_ok(z, order, mark):
+    if zone_watermark_ok(z, order, mark, alloc_cma=mt == M):
         return rmqueue(z, order, mt)
     return None
 
@@ -563,9 +604,13 @@ def fragindex_ok(z: ZoneRef, order: int) -> bool:
     return not (0 <= index <= 500)
 
 
-def compaction_suitable(z: ZoneRef, order: int) -> CompactResult:
-    """compaction_suit_allocation_order() / 4.12 compaction_suitable(), mark = MIN."""
-    if zone_watermark_ok(z, order, z.wmark_min):
+def compaction_suitable(z: ZoneRef, order: int, alloc_cma: bool = False) -> CompactResult:
+    """compaction_suit_allocation_order() / 4.12 compaction_suitable(), mark = MIN.
+
+    alloc_cma: the caller's ALLOC_CMA (direct compaction for a MOVABLE request; kcompactd
+    has none), TM 7.1.
+    """
+    if zone_watermark_ok(z, order, z.wmark_min, alloc_cma):
         return COMPACT_SUCCESS
     if not __compaction_suitable(z, order) or not fragindex_ok(z, order):
         return COMPACT_SKIPPED
@@ -709,6 +754,8 @@ def compact_finished(z: ZoneRef, cc: CompactControl) -> CompactResult:
     for order in range(cc.order, NR_ORDERS):
         if z.nr_free(order, cc.migratetype) > 0:
             return COMPACT_SUCCESS
+        if cc.migratetype == M and z.nr_free(order, MIGRATE_CMA) > 0:
+            return COMPACT_SUCCESS  # CONFIG_CMA: a MOVABLE request can use a CMA page
         if can_claim(order, cc.migratetype) and any(
             z.nr_free(order, fallback_mt) > 0 for fallback_mt in FALLBACKS[cc.migratetype]
         ):
@@ -726,8 +773,10 @@ def suitable_migration_source(z: ZoneRef, cc: CompactControl, block: int) -> boo
     if z.v6:
         if not (cc.mode == MIGRATE_ASYNC and cc.direct):
             return True
-        return z.block_mt[block] == (M if cc.migratetype == M else cc.migratetype)
-    return cc.mode != MIGRATE_ASYNC or z.block_mt[block] == M
+        if cc.migratetype == M:
+            return z.block_mt[block] in (M, MIGRATE_CMA)  # is_migrate_movable()
+        return z.block_mt[block] == cc.migratetype
+    return cc.mode != MIGRATE_ASYNC or z.block_mt[block] in (M, MIGRATE_CMA)
 
 
 def isolate_migratepages(z: ZoneRef, cc: CompactControl) -> bool:
@@ -749,7 +798,7 @@ def suitable_migration_target(z: ZoneRef, cc: CompactControl, block: int) -> boo
     """target_ok(f) of TM 3.5: isolation_suitable() + suitable_migration_target()."""
     if not isolation_suitable(z, cc, block):
         return False
-    if z.block_mt[block] != M:
+    if z.block_mt[block] not in (M, MIGRATE_CMA):  # is_migrate_movable()
         return False
     start = block << PAGEBLOCK_ORDER
     limit = cc.order if cc.order > 0 else PAGEBLOCK_ORDER
@@ -890,7 +939,7 @@ def release_freepages(z: ZoneRef, cc: CompactControl) -> None:
 def compact_zone(z: ZoneRef, cc: CompactControl) -> CompactResult:
     """Mirrors compact_zone(), mm/compaction.c (TM 3.3, KM 4.3)."""
     if cc.order > 0 and not cc.proactive:
-        ret = compaction_suitable(z, cc.order)
+        ret = compaction_suitable(z, cc.order, alloc_cma=cc.migratetype == M)
         if ret != COMPACT_CONTINUE:
             return ret
     if cc.order > 0 and compaction_restarting(z, cc.order):
@@ -995,7 +1044,12 @@ def wakeup_kswapd(z: ZoneRef, order: int, direct_reclaim_allowed: bool) -> None:
     """Mirrors wakeup_kswapd() (KM 5.1): 6.19 wakes kcompactd for a balanced node."""
     # Hopeless node (kswapd_failures >= MAX_RECLAIM_RETRIES) or pgdat_balanced(): 4.12
     # returns; 6.19 wakes kcompactd for requests that cannot reclaim directly.
-    if z.kswapd_failures >= MAX_RECLAIM_RETRIES or zone_watermark_ok(z, order, z.wmark_high):
+    if z.kswapd_failures >= MAX_RECLAIM_RETRIES or zone_watermark_ok(
+        z,
+        order,
+        z.wmark_high,
+        alloc_cma=False,  # pgdat_balanced(): alloc_flags 0
+    ):
         if z.v6 and not direct_reclaim_allowed:
             wakeup_kcompactd(z, order)
         return
@@ -1023,7 +1077,7 @@ def kswapd_step(z: ZoneRef) -> None:
     for _ in range(z.program.kswapd_rounds):
         # kswapd_shrink_node(): order -> 0 once compact_gap(order) pages were reclaimed
         order = z.kswapd_order if z.kswapd_reclaimed < (2 << z.kswapd_order) else 0
-        if zone_watermark_ok(z, order, z.wmark_high):
+        if zone_watermark_ok(z, order, z.wmark_high, alloc_cma=False):
             kswapd_try_to_sleep(z)
             return
         nr = reclaim(z, SWAP_CLUSTER_MAX)
@@ -1135,7 +1189,7 @@ def background_allocs(z: ZoneRef, phase: Phase, t: int) -> None:
         r = h >> 32
         kind = BACKGROUND_KINDS[next(k for k, thr in enumerate(thresholds) if r < thr)]
         mt = KIND_MIGRATETYPE[kind]
-        if zone_watermark_ok(z, 0, z.wmark_low):
+        if zone_watermark_ok(z, 0, z.wmark_low, alloc_cma=mt == M):
             page = rmqueue(z, 0, mt)
         else:
             wakeup_kswapd(z, 0, True)
@@ -1156,7 +1210,7 @@ def high_order_attempt(z: ZoneRef, phase: Phase, held: list[tuple[int, int]]) ->
     mt = phase.attempt_mt
     gfp = phase.attempt_gfp
     z.count("alloc_attempts")
-    if zone_watermark_ok(z, order, z.wmark_low):  # fast path
+    if zone_watermark_ok(z, order, z.wmark_low, alloc_cma=mt == M):  # fast path
         page = rmqueue(z, order, mt)
     else:
         z.demand[order] += 1
@@ -1197,6 +1251,7 @@ def tick(
     held: list[tuple[int, int]],
     attempts: list[int],
     samples: list[tuple[list[int], int, int]],
+    trials: list[list[int]] | None = None,
 ) -> None:
     """One tick (TM 4): t is the global tick index, i the index within the phase."""
     if i == 0:
@@ -1208,6 +1263,11 @@ def tick(
     every = phase.attempt_every
     if every > 0 and i % every == every - 1:
         attempts.append(high_order_attempt(z, phase, held))
+    every = phase.contig_every
+    if every > 0 and i % every == every - 1:  # step 4b (TM 7.4)
+        from tests.reference.contig import contig_trial
+
+        trials.append(contig_trial(z, phase, len(trials)))
     kswapd_step(z)
     if (
         z.v6
@@ -1248,13 +1308,20 @@ def check_zone_invariants(z: ZoneRef) -> None:
     assert heads == expected, "free blocks are not the maximal aligned FREE runs"
     assert sum(1 << o for o in heads.values()) == z.nr_free_pages()
     for order in range(NR_ORDERS):
-        for mt in (U, M, R):
+        for mt in (U, M, R, MIGRATE_CMA):
             for p in z.free_list[order][mt]:
                 assert heads.get(p) == order and z.list_mt[p] == mt
     assert sum(len(d) for lists in z.free_list for d in lists) == len(heads)
     if z.v6:
         for p in heads:
             assert z.list_mt[p] == z.block_mt[p >> PAGEBLOCK_ORDER], "list_mt != block_mt"
+    for p in heads:  # TM 7.1, both profiles: CMA blocks hold CMA heads only, and vice versa
+        cma_block = z.block_mt[p >> PAGEBLOCK_ORDER] == MIGRATE_CMA
+        assert cma_block == (z.list_mt[p] == MIGRATE_CMA), "CMA head off the CMA list"
+    for b, t in enumerate(z.block_mt):
+        if t == MIGRATE_CMA:
+            span = z.kind[b << PAGEBLOCK_ORDER : (b + 1) << PAGEBLOCK_ORDER]
+            assert span.count(UNMOV) == span.count(RECL) == 0, "unmovable page in a CMA block"
     c = z.counters
     assert c["compact_stall"] == c["compact_success"] + c["compact_fail"]
     assert c["compact_daemon_migrate_scanned"] <= c["compact_migrate_scanned"]
@@ -1294,13 +1361,14 @@ def run_program_ref(
     counters = np.zeros((1, len(program.phases), len(COUNTERS)), dtype=np.int64)
     attempts: list[int] = []
     samples: list[tuple[list[int], int, int]] = []
+    trials: list[list[int]] = []
     t = 0
     for phase_index, phase in enumerate(program.phases):
         held: list[tuple[int, int]] = []
         # SPEC: a phase with ticks == 0 has no first tick, so its start actions
         # (kill_anon, drop_caches, min_free_kbytes) are not applied; its counters are.
         for i in range(phase.ticks):
-            tick(z, phase, t, i, held, attempts, samples)
+            tick(z, phase, t, i, held, attempts, samples, trials)
             t += 1
             if check_invariants:
                 check_zone_invariants(z)
@@ -1309,7 +1377,7 @@ def run_program_ref(
         if check_invariants:
             check_zone_invariants(z)
         counters[0, phase_index] = [z.counters[name] for name in COUNTERS]
-    return _result(z, counters, attempts, samples)
+    return _result(z, counters, attempts, samples, trials)
 
 
 def _result(
@@ -1317,6 +1385,7 @@ def _result(
     counters: np.ndarray,
     attempts: list[int],
     samples: list[tuple[list[int], int, int]],
+    trials: list[list[int]] | None = None,
 ) -> TickResult:
     buddy_order = np.array(z.buddy_order, dtype=np.int8)
     heads = buddy_order >= 0
@@ -1358,4 +1427,5 @@ def _result(
         attempts=np.array(attempts, dtype=np.int8).reshape(1, -1),
         scalars={name: np.array([v], dtype=np.int64) for name, v in scalar_values.items()},
         free_regions=np.array([s[2] for s in samples], dtype=np.int64).reshape(1, -1),
+        trials=np.array(trials or [], dtype=np.int64).reshape(1, -1, len(TRIAL_FIELDS)),
     )
