@@ -163,6 +163,10 @@ def test_expand_builds_per_zone_params() -> None:
         (["seed=-1"], "seed=-1 is out of range"),
         (["backend=gpu"], "backend='gpu' is not one of auto, numpy, cupy"),
         (["kernel.profile=v5_10"], "kernel.profile='v5_10' is not one of v4_12, v6_19"),
+        (
+            ["workload=bulk_alloc", "zone=1g5", "policy.sorted_freelists=true"],
+            "policy.sorted_freelists=true is not modelled with workload=bulk_alloc",
+        ),
         # rejected by Hydra/OmegaConf while composing
         (
             ["policy.skip_pined=false"],
