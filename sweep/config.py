@@ -393,7 +393,8 @@ def validate(cfg: SweepConfig) -> None:
             raise ConfigError(
                 f"policy.{key}",
                 f"={value} has no effect with workload={wl.name} (one whole-zone compaction, no "
-                "kcompactd): use a time-stepped workload (holepunch, stress_highalloc, pinned) "
+                "kcompactd): use a time-stepped workload (holepunch, stress_highalloc, pinned, "
+                "regions, bulk_alloc) "
                 "or policy=default/isolate_pinned",
             )
     if not isinstance(wl, ScenarioConfig) and cfg.order != -1:
@@ -445,7 +446,8 @@ def scenario_order(cfg: SweepConfig) -> int:
 
 
 def _validate_scenario(cfg: SweepConfig, wl: ScenarioConfig) -> None:
-    """Values of the time-stepped workloads (holepunch, stress_highalloc, pinned)."""
+    """Values of the time-stepped workloads (holepunch, stress_highalloc, pinned, regions,
+    bulk_alloc)."""
     if cfg.zone.nr_pages % 1024:
         raise ConfigError(
             "zone.nr_pages",
