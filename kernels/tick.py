@@ -316,6 +316,7 @@ class _Engine:
         self.nrf = xp.zeros((z_n, NORD, NMT), dtype=i64)
         self.nrff = self.nrf.reshape(-1)
         self.bmax = xp.full((z_n, NG, self.BP), NONE_KEY, dtype=i64)
+        self._cell_mark = xp.zeros(self.bmax.size, dtype=bool)  # scratch, all False between uses
         self.sbmax = xp.full((z_n, NG, self.S), NONE_KEY, dtype=i64)
         self.bmaxf, self.sbmaxf = self.bmax.reshape(-1), self.sbmax.reshape(-1)
         self.bmax_rows = self.bmax.reshape(z_n * NG * self.S, SB)  # one superblock a row
@@ -1819,12 +1820,13 @@ class _Engine:
         self.log_fi, self.log_key = fi[keep], key[keep]
         # per-block maxima of the groups that lost a head, from the remaining heads
         cid_all = (ez * NG + eo * NMT + em) * self.BP + (ep >> 9)
-        aff = xp.unique(cid_all[te])
+        aff = cid_all[te]  # (duplicates are harmless below: every write is the same value)
         self.bmaxf[aff] = NONE_KEY
-        at = xp.minimum(xp.searchsorted(aff, cid_all), aff.shape[0] - 1)
-        sel = keep & (aff[at] == cid_all)  # isin(cid_all, aff): aff is sorted and unique
+        self._cell_mark[aff] = True  # isin(cid_all, aff) as one gather from a dense mask
+        sel = keep & self._cell_mark[cid_all]
+        self._cell_mark[aff] = False
         _scatter_max(xp, self.bmaxf, cid_all[sel], key[sel])
-        srow = xp.unique((aff // self.BP) * self.S + ((aff % self.BP) >> 6))
+        srow = (aff // self.BP) * self.S + ((aff % self.BP) >> 6)
         self.sbmaxf[srow] = self.bmax_rows[srow].max(axis=1)
         # a block left partly used: the heads of its free rest, keys from their splits
         pe = xp.nonzero(touched & (cnt < (xp.int64(1) << eo)))[0]
