@@ -35,18 +35,9 @@ SCALE = int(os.environ.get("COMPACTION_SWEEP_TEST_SCALE", "1"))
 V4, V6 = KernelProfile.V4_12, KernelProfile.V6_19
 PROFILES = (V4, V6)
 U, M, R = 0, 1, 2
+from tests.test_tick_reference import make_zone  # noqa: E402
+
 C = COUNTER_INDEX
-
-
-def make_zone(kind, block_mt, profile, **zone_kw) -> ref.ZoneRef:
-    zone_kw.setdefault("min_free_kbytes", 128)
-    return ref.ZoneRef(
-        np.asarray(kind, dtype=np.uint8),
-        np.asarray(block_mt, dtype=np.int8),
-        TickZones.create(1, **zone_kw),
-        Program(phases=(Phase("none", 0),)),
-        profile,
-    )
 
 
 def row(res: TickResult, z: int) -> TickResult:
