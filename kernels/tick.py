@@ -54,7 +54,7 @@ from kernels import (
     contig,
     regions,  # regions (seed 002): sorted lists, handshake, worker
 )
-from kernels.backend import Array, array_namespace, get_xp, to_numpy
+from kernels.backend import Array, array_namespace, get_xp, is_cupy, to_numpy
 from kernels.metrics import extfrag_for_order, fill_contig_page_info, fragmentation_index
 from kernels.program import (
     ANON,
@@ -179,7 +179,25 @@ def run_program(
     ``progress(ticks_done, ticks_total)``, when given, is called after every tick (the
     caller rate-limits what it prints).
     """
-    xp = get_xp(backend)
+    return run_program_on(
+        get_xp(backend), kind, block_mt, zones, program, profile,
+        check_invariants=check_invariants, progress=progress,
+    )  # fmt: skip
+
+
+def run_program_on(
+    xp: ModuleType,
+    kind: Array,
+    block_mt: Array,
+    zones: TickZones,
+    program: Program,
+    profile: Any,
+    *,
+    check_invariants: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> TickResult:
+    """:func:`run_program` on a given array namespace ``xp`` (numpy, cupy, or a NumPy
+    stand-in such as ``sweep.synccount.xp``, which counts CuPy's host reads)."""
     zones.validate()
     for ph in program.phases:
         bad = sorted(set(ph.free_kinds) - {ANON, FILE, UNMOV, RECL, PIN})
@@ -190,7 +208,7 @@ def run_program(
 
 
 def _scatter_add(xp: ModuleType, a: Array, idx: Array, v: Any) -> None:
-    if xp is np:
+    if not is_cupy(xp):
         np.add.at(a, idx, v)
     else:
         import cupyx
@@ -199,7 +217,7 @@ def _scatter_add(xp: ModuleType, a: Array, idx: Array, v: Any) -> None:
 
 
 def _scatter_max(xp: ModuleType, a: Array, idx: Array, v: Array) -> None:
-    if xp is np:
+    if not is_cupy(xp):
         np.maximum.at(a, idx, v)
     else:
         import cupyx

@@ -367,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-zones", type=int, default=1, help="zones the reference runs (0 skips it)"
     )
     tp.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    tp.add_argument(
+        "--count-syncs", type=int, default=5, metavar="TICKS",
+        help="ticks run again on sweep.synccount to count CuPy's host reads per tick (0: skip)",
+    )  # fmt: skip
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--out", default="outputs/bench", help="folder for the JSON record")
     from sweep.bench_suite import add_parser as add_suite_parser
@@ -482,8 +486,10 @@ def main_launcher(args: argparse.Namespace) -> int:
 
 def main_tick(args: argparse.Namespace) -> int:
     heap_kept = keep_freed_memory()
-    if args.ticks < 1 or args.events < 0 or args.reference_zones < 0:
-        raise SystemExit("--ticks >= 1, --events >= 0 and --reference-zones >= 0 required")
+    if args.ticks < 1 or args.events < 0 or args.reference_zones < 0 or args.count_syncs < 0:
+        raise SystemExit(
+            "--ticks >= 1, --events >= 0, --reference-zones >= 0 and --count-syncs >= 0 required"
+        )
     rows = []
     for case in args.case or ["64x4g"]:
         for profile in [KernelProfile[p.upper()] for p in (args.profile or ["v6_19", "v4_12"])]:
@@ -497,11 +503,13 @@ def main_tick(args: argparse.Namespace) -> int:
                     args.reference_zones,
                     args.seed,
                     args.backend,
+                    args.count_syncs,
                 )
             )
     print(
         f"{'case':8} {'profile':7} {'backend':7} {'ms/zone-tick':>13} {'loop only':>10} "
-        f"{'zone-ticks/s':>13} {'reference zt/s':>15} {'ratio':>8} {'exact':>6}"
+        f"{'zone-ticks/s':>13} {'reference zt/s':>15} {'ratio':>8} {'exact':>6} "
+        f"{'syncs/tick':>10} {'ops/tick':>9}"
     )
     for r in rows:
         ref = f"{r['reference_zone_ticks_per_s']:15,.1f}" if "reference_s" in r else f"{'-':>15}"
@@ -511,7 +519,12 @@ def main_tick(args: argparse.Namespace) -> int:
             f"{r['case']:8} {r['profile']:7} {r['backend']:7} "
             f"{r['batched_ms_per_zone_tick']:13.3f} {r['loop_ms_per_zone_tick']:10.3f} "
             f"{r['batched_zone_ticks_per_s']:13,.0f} "
-            f"{ref} {ratio} {exact:>6}"
+            f"{ref} {ratio} {exact:>6} "
+            + (
+                f"{r['host_syncs_per_tick']:10.1f} {r['array_ops_per_tick']:9.0f}"
+                if "host_syncs_per_tick" in r
+                else f"{'-':>10} {'-':>9}"
+            )
         )
     record = {
         "benchmark": "tick",
@@ -522,7 +535,9 @@ def main_tick(args: argparse.Namespace) -> int:
             "tick, kswapd, reactive kcompactd); ratio = batched zone-ticks/s / reference "
             "zone-ticks/s on the reference's zones, same run, both whole calls; loop only = "
             "ticks 2..T of the batched call, without building the state and copying results "
-            "out; exact = identical TickResult"
+            "out; exact = identical TickResult; syncs/tick = host reads a CuPy run of the "
+            "loop would make per tick (sweep.synccount, counted on NumPy), ops/tick = its "
+            "array operations per tick (about CuPy's kernel launches)"
         ),
         "freed_memory_kept_in_heap": heap_kept,
         "rows": rows,

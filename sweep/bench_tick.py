@@ -96,8 +96,14 @@ def bench_tick(
     reference_zones: int,
     seed: int,
     backend: str = "numpy",
+    count_ticks: int = 0,
 ) -> dict[str, Any]:
-    """Time the batched engine on ``case`` and the reference on its first K zones."""
+    """Time the batched engine on ``case`` and the reference on its first K zones.
+
+    With ``count_ticks``, the same pass runs that many more ticks (+1) on
+    ``sweep.synccount``'s counting namespace (untimed): the host reads per tick a CuPy
+    run of the loop would make, and its array operations per tick (about CuPy's kernel
+    launches), over ticks 2..T like the loop-only time."""
     from kernels.tick import run_program
 
     nr_zones, nr_pages = TICK_CASES[case]
@@ -131,6 +137,10 @@ def bench_tick(
             loop_s * 1e3 / (nr_zones * (ticks - 1)) if ticks > 1 else float("nan")
         ),
     )
+    if count_ticks:
+        row.update(
+            count_syncs(kind, block_mt, zones, nr_pages, count_ticks, events_per_tick, profile)
+        )
     k = min(reference_zones, nr_zones)
     if k:
         from sweep.bench import _reference_repo_path
@@ -163,3 +173,34 @@ def bench_tick(
             exact=bool(same),
         )
     return row
+
+
+def count_syncs(
+    kind: np.ndarray,
+    block_mt: np.ndarray,
+    zones: TickZones,
+    nr_pages: int,
+    ticks: int,
+    events_per_tick: int,
+    profile: KernelProfile,
+) -> dict[str, Any]:
+    """Host reads and array operations per tick of the tick pass (ticks 2..ticks+1)."""
+    from kernels.tick import run_program_on
+    from sweep import synccount
+
+    marks: list[tuple[int, int]] = []
+
+    def mark(done: int, total: int) -> None:
+        marks.append((synccount.total(), synccount.LAUNCHES[0]))
+
+    with synccount.counting() as c:
+        run_program_on(
+            synccount.xp, kind, block_mt, zones, tick_program(nr_pages, ticks + 1, events_per_tick),
+            profile, progress=mark,
+        )  # fmt: skip
+    (s0, o0), (s1, o1) = marks[0], marks[-1]
+    return dict(
+        host_syncs_per_tick=(s1 - s0) / ticks,
+        array_ops_per_tick=(o1 - o0) / ticks,
+        host_syncs_by_kind={k: v for k, v in c.items() if k != "(array operations)"},
+    )
