@@ -1748,11 +1748,34 @@ class _Engine:
         xp, n = self.xp, self.N
         z_n, a_n = kinds.shape
         i64 = xp.int64
-        fi, key = self._log_compact()
+        mt = self.kind_mt[kinds] if lists is None else lists  # 7.5: caller's lists
+        if self.has_cma and lists is None:  # 7.6: each MOVABLE event's list, MOVABLE or CMA
+            mt = contig.background_lists(self, mt, start)
+        jj = self.ar[None, :a_n] if a_n <= CH else xp.arange(a_n, dtype=i64)[None, :]
+        ev = jj >= start[:, None]
+        cum = xp.cumsum((mt[:, :, None] == self.ar[None, None, :NMT]) & ev[:, :, None], axis=1)
+        rank = xp.take_along_axis(cum, mt[:, :, None], axis=2)[:, :, 0] - 1
+        # Only the heads of the lowest orders of each list can serve this round: list
+        # (z, m) takes at most demand[z, m] pages, from its orders in ascending order, so
+        # the orders above the first one whose cumulative pages reach the demand are not
+        # reached (none at all for a list without events). Sorting these candidates alone
+        # gives the same pages, ranks and totals (tot >= demand, or all heads) as sorting
+        # the whole log; the other heads stay in the log as they are.
+        demand = cum[:, -1, :]  # (Z, NMT) events per list
+        reach = xp.cumsum(self.nrf << self.ar11[None, :, None], axis=1) >= demand[:, None, :]
+        ostar = xp.where(reach.any(axis=1), xp.argmax(reach, axis=1), NORD - 1)
+        ostar = xp.where(demand > 0, ostar, -1)
+        take = (self.ar11[None, :, None] <= ostar[:, None, :]).reshape(-1)  # z * NG + group
+        fi_all, key_all = self._log_compact()
+        g_all = self.gcf[fi_all]  # order * NMT + list of each head
+        cand = take[(fi_all // n) * NG + g_all]
+        ci = xp.nonzero(cand)[0]
+        rest = (fi_all[~cand], key_all[~cand])
+        fi, key, g = fi_all[ci], key_all[ci], g_all[ci].astype(i64)
         ez = fi // n
         ep = fi - ez * n
-        eo = self.bof[fi].astype(i64)
-        em = self.lmf[fi].astype(i64)
+        eo = g // NMT
+        em = g - eo * NMT
         if self.any_sorted:  # regions (seed 002): sorted lists take the lowest region first
             reg = xp.where(self.reg_sorted[ez], (ep >> 9) // self.reg_blocks[ez], 0)
             nreg = int(reg.max()) + 1 if reg.shape[0] else 1
@@ -1769,13 +1792,6 @@ class _Engine:
         tot = xp.zeros(z_n * NMT, dtype=i64)
         _scatter_add(xp, tot, sid, size)
         segbase = xp.cumsum(tot) - tot  # the log is sorted by segment (zone, type)
-        mt = self.kind_mt[kinds] if lists is None else lists  # 7.5: caller's lists
-        if self.has_cma and lists is None:  # 7.6: each MOVABLE event's list, MOVABLE or CMA
-            mt = contig.background_lists(self, mt, start)
-        jj = self.ar[None, :a_n] if a_n <= CH else xp.arange(a_n, dtype=i64)[None, :]
-        ev = jj >= start[:, None]
-        cum = xp.cumsum((mt[:, :, None] == self.ar[None, None, :NMT]) & ev[:, :, None], axis=1)
-        rank = xp.take_along_axis(cum, mt[:, :, None], axis=2)[:, :, 0] - 1
         nr_j = self.nr_free[:, None] - (jj - start[:, None])
         ok = (rank < xp.take_along_axis(tot.reshape(z_n, NMT), mt, axis=1)) & (
             nr_j > self.wmin[:, None]
@@ -1792,15 +1808,19 @@ class _Engine:
         wake = xp.nonzero((valid & (nr_w <= self.wlow[:, None])).any(axis=1))[0]
         vz, vj = xp.nonzero(valid)
         if vz.shape[0]:
-            self._bulk_apply(kinds, mt, rank, vz, vj, (fi, key, ez, ep, eo, em, gcum, gx, segbase))
+            log = (fi, key, ez, ep, eo, em, gcum, gx, segbase)
+            self._bulk_apply(kinds, mt, rank, vz, vj, log, rest)
         if lists is not None:  # 7.5: migration targets wake no kswapd, count no background
             self.cnt[:, _C["alloc_background"]] -= xp.bincount(vz, minlength=z_n).astype(i64)
         elif wake.shape[0]:  # the slow path's wakeup_kswapd(0): only the first one acts
             self._wakeup_kswapd(wake, xp.zeros(wake.shape[0], dtype=i64), True)
         return j0
 
-    def _bulk_apply(self, kinds: Array, mt: Array, rank: Array, vz: Array, vj: Array, log) -> None:
-        """The state after the events (vz, vj) of _bulk_round (sorted by zone, event)."""
+    def _bulk_apply(
+        self, kinds: Array, mt: Array, rank: Array, vz: Array, vj: Array, log, rest
+    ) -> None:
+        """The state after the events (vz, vj) of _bulk_round (sorted by zone, event);
+        ``log`` the round's sorted candidate heads, ``rest`` the other heads (fi, key)."""
         xp, n = self.xp, self.N
         z_n, a_n = kinds.shape
         i64 = xp.int64
@@ -1835,7 +1855,8 @@ class _Engine:
         self.gcf[tfi] = -1
         _scatter_add(xp, self.nrff, ez[te] * NG + tg, -1)
         keep = ~touched
-        self.log_fi, self.log_key = fi[keep], key[keep]
+        self.log_fi = xp.concatenate([rest[0], fi[keep]])
+        self.log_key = xp.concatenate([rest[1], key[keep]])
         # per-block maxima of the groups that lost a head, from the remaining heads
         cid_all = (ez * NG + eo * NMT + em) * self.BP + (ep >> 9)
         aff = cid_all[te]  # (duplicates are harmless below: every write is the same value)
