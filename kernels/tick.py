@@ -1395,8 +1395,11 @@ class _Engine:
                 run.f[rb] = fb - 1
                 run.iso[rb] = (fb - 1) * P
                 run.iif[rb] = 0
-            bs = ~be & (iso == f * P)
-            scan = ~be & ~bs
+                # the next block's search runs in this round (what the next round would do)
+                f = xp.where(be, f - 1, f)
+                iso = xp.where(be, f * P, iso)
+            bs = iso == f * P
+            scan = ~bs
             if bool(bs.any()):
                 rs = act[bs]
                 zs, fs, ms = z[bs], f[bs], run.m[rs]
