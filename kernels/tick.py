@@ -554,7 +554,7 @@ class _Engine:
         bo = self.bob[z * self.B + blk]
         heads = bo >= 0
         rr, pp = xp.nonzero(heads)
-        rank = xp.cumsum(heads, axis=1)[rr, pp]
+        rank = xp.cumsum(heads, axis=1, dtype=xp.int32)[rr, pp]
         zz = z[rr]
         keyabs = self.clock[zz] + rank
         pfn = blk[rr] * P + pp
@@ -820,8 +820,8 @@ class _Engine:
         new_k = xp.where(mask, FREE, self.kc[crow]).astype(xp.uint8)
         self.kc[crow] = new_k
         ustart = mask if unit_head is None else self.ar[None, :] == unit_head[:, None]
-        ucum = xp.cumsum(ustart, axis=1, dtype=xp.int64)
-        nu = ucum[:, -1]
+        ucum = xp.cumsum(ustart, axis=1, dtype=xp.int32)  # <= 1024: int32 halves the pass
+        nu = ucum[:, -1].astype(xp.int64)
         excl = xp.cumsum(nu) - nu
         base = excl - excl[xp.searchsorted(rz, rz, side="left")]
         full = _levels_and(xp, new_k == FREE)
@@ -988,7 +988,7 @@ class _Engine:
         blk = (cb[:, None] + self.ar[None, :w]) % b  # (M, w)
         isfile = self.kb[(z[:, None] * b + blk).reshape(-1)].reshape(m_n, w * P) == FILE
         isfile[:, :P] &= self.ar_p[None, :] >= (cur & (P - 1))[:, None]
-        rank = xp.cumsum(isfile, axis=1)
+        rank = xp.cumsum(isfile, axis=1, dtype=xp.int32)
         ok = rank[:, -1] >= n
         total = xp.full(m_n, n, dtype=xp.int64)
         tr, tp = xp.nonzero(isfile & (rank <= n) & ok[:, None])
@@ -1027,7 +1027,7 @@ class _Engine:
         ar = self.ar_p[None, :]
         f = (self.kb[z[rr] * self.B + blk] == FILE) & (ar >= lo[:, None])
         f &= ar < hi[:, None]
-        rank = excl[rr, jj][:, None] + xp.cumsum(f, axis=1) - 1
+        rank = excl[rr, jj][:, None] + xp.cumsum(f, axis=1, dtype=xp.int32) - 1
         tr, tp = xp.nonzero(f & (rank < n))
         pfn = blk[tr] * P + tp
         zrow = rr[tr]
@@ -1317,7 +1317,7 @@ class _Engine:
         avail = run.pool[rows]
         ntake = xp.minimum(need, avail)
         enomem = need > avail
-        rank = xp.cumsum(nonpin, axis=1) - 1
+        rank = xp.cumsum(nonpin, axis=1, dtype=xp.int32) - 1
         migrate = nonpin & (rank < ntake[:, None])
         stop = xp.where(enomem, xp.argmax(nonpin & (rank == avail[:, None]), axis=1), P)
         pin_fail = (cand & ispin & (self.ar_p[None, :] < stop[:, None])).sum(axis=1)
@@ -1364,7 +1364,7 @@ class _Engine:
         excl = cum - nb
         rr, bb = xp.nonzero((nb > 0) & (excl < ntake[:, None]))
         iso = self.kb[z[rr] * self.B + bb] == ISOFREE
-        rank = excl[rr, bb][:, None] + xp.cumsum(iso, axis=1) - 1
+        rank = excl[rr, bb][:, None] + xp.cumsum(iso, axis=1, dtype=xp.int32) - 1
         tr, tp = xp.nonzero(iso & (rank < ntake[rr][:, None]))
         return rr[tr], bb[tr] * P + tp
 
@@ -1440,9 +1440,11 @@ class _Engine:
         head = (bo >= 0) & (bo <= 9) & (ar >= off[:, None])
         size = xp.where(head, xp.int64(1) << xp.maximum(bo, 0), 0)
         hr, hp = xp.nonzero(head)
-        ends = xp.zeros((m_n, P + 1), dtype=xp.int64)
+        ends = xp.zeros((m_n, P + 1), dtype=xp.int32)
         ends[hr, hp + size[hr, hp]] = 1
-        inside = xp.cumsum(head, axis=1) - xp.cumsum(ends[:, :P], axis=1)
+        inside = xp.cumsum(head, axis=1, dtype=xp.int32) - xp.cumsum(
+            ends[:, :P], axis=1, dtype=xp.int32
+        )
         visited = (ar >= off[:, None]) & ((inside == 0) | head)
         hsz = xp.where(visited & head, size, 0)
         before = xp.cumsum(hsz, axis=1) - hsz
@@ -1464,9 +1466,12 @@ class _Engine:
         ir, ip = xp.nonzero(isoh)
         if ir.shape[0]:
             self._del_heads(z[ir], f[ir] * P + ip)
-            ends2 = xp.zeros((m_n, P + 1), dtype=xp.int64)
+            ends2 = xp.zeros((m_n, P + 1), dtype=xp.int32)
             ends2[ir, ip + size[ir, ip]] = 1
-            span = (xp.cumsum(isoh, axis=1) - xp.cumsum(ends2[:, :P], axis=1)) > 0
+            span = (
+                xp.cumsum(isoh, axis=1, dtype=xp.int32)
+                - xp.cumsum(ends2[:, :P], axis=1, dtype=xp.int32)
+            ) > 0
             self.kb[brow] = xp.where(span, ISOFREE, self.kb[brow]).astype(xp.uint8)
             self.niso_b[z, f] += amount
             self.nfree_b[z, f] -= amount
