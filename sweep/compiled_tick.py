@@ -266,6 +266,7 @@ def _jit(func: Any) -> Any:
     dispatcher.get_call_template = unliteral_call_template
     return dispatcher
 
+
 # The zone tuple ``zs`` holds, in this order:
 #   kind, buddy_order, list_mt, key, nxt, prv,  (per page)
 #   block_mt, skip,                              (per pageblock)
@@ -298,6 +299,14 @@ def sequence_base(seed: Any, zone: Any, stream: Any) -> Any:
 def hash_at(base: Any, counter: int) -> Any:
     """kernels.rng.hash_u64(seed, zone, stream, counter) from the sequence's base."""
     return mix64(base + (np.uint64(counter) + U64_1) * GOLDEN_GAMMA)
+
+
+@_jit
+def hash_u64_many(seed: Any, zone: Any, stream: Any, counters: Any, out: Any) -> None:
+    """out[i] = kernels.rng.hash_u64(seed, zone, stream, counters[i]) (for the tests)."""
+    base = sequence_base(seed, zone, stream)
+    for i in range(counters.shape[0]):
+        out[i] = hash_at(base, counters[i])
 
 
 # ---------------------------------------------------------------------------------------
@@ -1762,10 +1771,15 @@ def _numpy_only(name: str, value: Any) -> np.ndarray:
 
 
 def _profile(profile: Any) -> KernelProfile:
+    """A KernelProfile, its value or its name ("v6_19"), as kernels.tick accepts."""
     try:
+        if isinstance(profile, str):
+            return KernelProfile[profile.upper()]
         return KernelProfile(profile)
-    except ValueError:
-        raise ValueError(f"profile must be a KernelProfile or its value, got {profile!r}") from None
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"profile must be a KernelProfile or its name (v4_12, v6_19), got {profile!r}"
+        ) from None
 
 
 def _phase_table(program: Program) -> np.ndarray:
@@ -1832,9 +1846,7 @@ def run_program_compiled(
         if phase.attempt_every and phase.attempt_gfp != GFP_NOWAIT:
             low = zones.attempt_order <= 3
             if low.any():
-                raise ValueError(
-                    f"phase {phase.name}: movable/thp attempts need attempt_order > 3"
-                )
+                raise ValueError(f"phase {phase.name}: movable/thp attempts need attempt_order > 3")
 
     nr_phases = len(program.phases)
     ph = _phase_table(program)
