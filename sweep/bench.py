@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-zones", type=int, default=1, help="zones the reference runs (0 skips it)"
     )
     tp.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    tp.add_argument("--no-compiled", action="store_true", help="skip the compiled (Numba) baseline")
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--out", default="outputs/bench", help="folder for the JSON record")
     from sweep.bench_suite import add_parser as add_suite_parser
@@ -497,21 +498,31 @@ def main_tick(args: argparse.Namespace) -> int:
                     args.reference_zones,
                     args.seed,
                     args.backend,
+                    compiled=not args.no_compiled,
                 )
             )
     print(
         f"{'case':8} {'profile':7} {'backend':7} {'ms/zone-tick':>13} {'loop only':>10} "
-        f"{'zone-ticks/s':>13} {'reference zt/s':>15} {'ratio':>8} {'exact':>6}"
+        f"{'zone-ticks/s':>13} {'reference zt/s':>15} {'ratio':>8} {'exact':>6} "
+        f"{'compiled zt/s':>14} {'1-thread zt/s':>14} {'exact':>6}"
     )
     for r in rows:
         ref = f"{r['reference_zone_ticks_per_s']:15,.1f}" if "reference_s" in r else f"{'-':>15}"
         ratio = f"{r['ratio']:7.1f}x" if "reference_s" in r else f"{'-':>8}"
         exact = ("yes" if r["exact"] else "NO") if "reference_s" in r else "-"
+        if "compiled_s" in r:
+            comp = (
+                f"{r['compiled_zone_ticks_per_s']:14,.0f} "
+                f"{r['compiled_1t_zone_ticks_per_s']:14,.0f} "
+                f"{'yes' if r['compiled_exact'] else 'NO':>6}"
+            )
+        else:
+            comp = f"{'-':>14} {'-':>14} {'-':>6}"
         print(
             f"{r['case']:8} {r['profile']:7} {r['backend']:7} "
             f"{r['batched_ms_per_zone_tick']:13.3f} {r['loop_ms_per_zone_tick']:10.3f} "
             f"{r['batched_zone_ticks_per_s']:13,.0f} "
-            f"{ref} {ratio} {exact:>6}"
+            f"{ref} {ratio} {exact:>6} {comp}"
         )
     record = {
         "benchmark": "tick",
@@ -522,13 +533,15 @@ def main_tick(args: argparse.Namespace) -> int:
             "tick, kswapd, reactive kcompactd); ratio = batched zone-ticks/s / reference "
             "zone-ticks/s on the reference's zones, same run, both whole calls; loop only = "
             "ticks 2..T of the batched call, without building the state and copying results "
-            "out; exact = identical TickResult"
+            "out; exact = identical TickResult; compiled = sweep.compiled_tick on every "
+            "zone (parallel over zones, and on one thread), exact = == batched"
         ),
         "freed_memory_kept_in_heap": heap_kept,
         "rows": rows,
     }
     print(f"wrote {_write_record(Path(args.out), 'tick', record)}")
-    return 0 if all(r.get("exact", True) for r in rows) else 1
+    ok = all(r.get("exact", True) and r.get("compiled_exact", True) for r in rows)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -259,3 +259,54 @@ def test_bad_inputs_are_rejected_before_compute(no_compute):
     low = TickZones.create(2, attempt_order=[3, 9])
     with pytest.raises(ValueError, match=r"need attempt_order > 3"):
         run_program_compiled(kind, bmt, low, p, v6)
+
+
+# --------------------------------------------------------------------------------------
+# Benchmark wiring: python -m sweep.bench suite (tick case) and python -m sweep.bench tick
+
+
+def _tick_suite(monkeypatch, tmp_path):
+    import json
+
+    from sweep import bench, bench_suite
+
+    monkeypatch.setitem(bench_suite.SHAPES, "tick-stress_highalloc-1000z", ((2, 4096), (2, 4096)))
+    argv = ["suite", "--quick", "--cases", "tick-stress_highalloc-1000z", "--profile", "v4_12"]
+    rc = bench.main([*argv, "--repeat", "1", "--out", str(tmp_path)])
+    (path,) = tmp_path.glob("suite-*.json")
+    return rc, json.loads(path.read_text())
+
+
+def test_bench_suite_tick_case_has_checked_compiled_rows(monkeypatch, tmp_path):
+    rc, record = _tick_suite(monkeypatch, tmp_path)
+    assert rc == 0 and record["mismatches"] == []
+    rows = {r["impl"]: r for r in record["rows"]}
+    assert {"numpy", "reference", "compiled", "compiled-1t"} <= set(rows)
+    for impl in ("compiled", "compiled-1t"):
+        assert rows[impl]["exact"] == "== numpy (every zone)"
+        assert rows[impl]["unit"] == "zone-ticks" and rows[impl]["zones"] == 2
+        assert rows[impl]["ratio_vs"]["reference"] > 0
+    assert rows["compiled-1t"]["threads"] == "1"
+
+
+def test_bench_suite_reports_a_compiled_mismatch(monkeypatch, tmp_path):
+    real = ct.run_program_compiled
+
+    def off_by_one(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.counters[-1, -1, 0] += 1
+        return res
+
+    monkeypatch.setattr(ct, "run_program_compiled", off_by_one)
+    rc, record = _tick_suite(monkeypatch, tmp_path)
+    assert rc == 1
+    assert any("compiled != numpy" in m for m in record["mismatches"])
+
+
+def test_bench_tick_command_checks_the_compiled_baseline(tmp_path, capsys):
+    from sweep import bench
+
+    argv = ["tick", "--case", "64x16m", "--profile", "v6_19", "--ticks", "2"]
+    assert bench.main([*argv, "--reference-zones", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "compiled zt/s" in out and "NO" not in out
