@@ -81,6 +81,7 @@ from kernels.program import (
     KCOMPACTD_PROACTIVE_DEMAND,
     KCOMPACTD_PROACTIVE_SCORE,
     KIND_MIGRATETYPE,
+    MT_CMA,
     PIN,
     RECL,
     SCALARS,
@@ -1748,7 +1749,7 @@ def _run_zones_serial(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, c
 
 def _unsupported(zones: TickZones, block_mt: np.ndarray, program: Program) -> str | None:
     """The first feature of the input the compiled engine does not implement, or None."""
-    if not np.isin(block_mt, (U, M, R)).all():
+    if (block_mt == MT_CMA).any():
         return "MIGRATE_CMA pageblocks (block_mt 4, tick-model.md 7.1)"
     for name in ("sorted_freelists", "region_evacuation", "region_worker_delayed"):
         if np.asarray(getattr(zones, name)).any():
@@ -1838,6 +1839,8 @@ def run_program_compiled(
         raise ValueError(f"zones has {zones.nr_zones} zones, kind has {z_n}")
     if kind.size and (kind.min() < FREE or kind.max() > HELD):
         raise ValueError("initial kinds must be FREE..HELD (no ISOFREE)")
+    if not np.isin(block_mt, (U, M, R, MT_CMA)).all():
+        raise ValueError("block_mt must be UNMOVABLE, MOVABLE, RECLAIMABLE (or CMA: 4)")
     zones.validate()
     prof = _profile(profile)
     why = _unsupported(zones, block_mt, program)

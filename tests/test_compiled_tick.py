@@ -250,6 +250,8 @@ def test_bad_inputs_are_rejected_before_compute(no_compute):
         run_program_compiled(kind[:, :512], bmt[:, :1], zones, prog, v6)
     with pytest.raises(ValueError, match=r"block_mt must have shape"):
         run_program_compiled(kind, bmt[:, :1], zones, prog, v6)
+    with pytest.raises(ValueError, match=r"block_mt must be UNMOVABLE"):
+        run_program_compiled(kind, np.full_like(bmt, 3), zones, prog, v6)
     with pytest.raises(ValueError, match=r"zones has 1 zones"):
         run_program_compiled(kind, bmt, zones[0], prog, v6)
     bad = kind.copy()
