@@ -1564,9 +1564,13 @@ def nr_free_regions(zs: Any) -> int:
 
 @_jit
 def tick(zs, ph, wm, t, i, bases, held, scratch, status, attempts, buddyinfo, nr_free, regions):
-    """One tick (TM 4): t is the global tick index, i the index within the phase.
+    """One tick (TM 4 steps 1-6): t is the global tick index, i the index within the phase.
 
-    ``held`` (k, 2) holds this phase's kept blocks, its count in ``held[-1, 0]``.
+    Phase start, frees, background allocations, the high-order attempt, kswapd_step(),
+    kcompactd (the 500 ms timeout, kcompactd_do_work(), the proactive timer), the sample.
+    ``held`` (k + 1, 2) holds this phase's kept (pfn, order) blocks, their count in
+    ``held[-1, 0]``; ``attempts``, ``buddyinfo``, ``nr_free`` and ``regions`` are the
+    zone's rows of the result, filled in order.
     """
     sc = zs[11]
     zp = zs[15]
