@@ -371,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "--count-syncs", type=int, default=5, metavar="TICKS",
         help="ticks run again on sweep.synccount to count CuPy's host reads per tick (0: skip)",
     )  # fmt: skip
+    tp.add_argument("--no-compiled", action="store_true", help="skip the compiled (Numba) baseline")
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--out", default="outputs/bench", help="folder for the JSON record")
     from sweep.bench_suite import add_parser as add_suite_parser
@@ -504,17 +505,27 @@ def main_tick(args: argparse.Namespace) -> int:
                     args.seed,
                     args.backend,
                     args.count_syncs,
+                    compiled=not args.no_compiled,
                 )
             )
     print(
         f"{'case':8} {'profile':7} {'backend':7} {'ms/zone-tick':>13} {'loop only':>10} "
         f"{'zone-ticks/s':>13} {'reference zt/s':>15} {'ratio':>8} {'exact':>6} "
-        f"{'syncs/tick':>10} {'ops/tick':>9}"
+        f"{'syncs/tick':>10} {'ops/tick':>9} "
+        f"{'compiled zt/s':>14} {'1-thread zt/s':>14} {'same':>6}"
     )
     for r in rows:
         ref = f"{r['reference_zone_ticks_per_s']:15,.1f}" if "reference_s" in r else f"{'-':>15}"
         ratio = f"{r['ratio']:7.1f}x" if "reference_s" in r else f"{'-':>8}"
         exact = ("yes" if r["exact"] else "NO") if "reference_s" in r else "-"
+        if "compiled_s" in r:
+            comp = (
+                f"{r['compiled_zone_ticks_per_s']:14,.0f} "
+                f"{r['compiled_1t_zone_ticks_per_s']:14,.0f} "
+                f"{'yes' if r['compiled_exact'] else 'NO':>6}"
+            )
+        else:
+            comp = f"{'-':>14} {'-':>14} {'-':>6}"
         print(
             f"{r['case']:8} {r['profile']:7} {r['backend']:7} "
             f"{r['batched_ms_per_zone_tick']:13.3f} {r['loop_ms_per_zone_tick']:10.3f} "
@@ -525,6 +536,7 @@ def main_tick(args: argparse.Namespace) -> int:
                 if "host_syncs_per_tick" in r
                 else f"{'-':>10} {'-':>9}"
             )
+            + f" {comp}"
         )
     record = {
         "benchmark": "tick",
@@ -537,13 +549,16 @@ def main_tick(args: argparse.Namespace) -> int:
             "ticks 2..T of the batched call, without building the state and copying results "
             "out; exact = identical TickResult; syncs/tick = host reads a CuPy run of the "
             "loop would make per tick (sweep.synccount, counted on NumPy), ops/tick = its "
-            "array operations per tick (about CuPy's kernel launches)"
+            "array operations per tick (about CuPy's kernel launches); compiled = "
+            "sweep.compiled_tick on every zone (parallel over zones, and on one thread), "
+            "exact = == batched"
         ),
         "freed_memory_kept_in_heap": heap_kept,
         "rows": rows,
     }
     print(f"wrote {_write_record(Path(args.out), 'tick', record)}")
-    return 0 if all(r.get("exact", True) for r in rows) else 1
+    ok = all(r.get("exact", True) and r.get("compiled_exact", True) for r in rows)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

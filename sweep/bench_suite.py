@@ -7,6 +7,8 @@ applies to it, on the same zones:
   (its rate is per page of the zones it ran; each row says how many);
 - ``compiled``: ``sweep.compiled.compact_node_compiled``, a compiled sequential simulator
   of the same model, parallel over zones (compaction cases; its thread count is shown);
+  for the tick case ``sweep.compiled_tick.run_program_compiled``, parallel over zones
+  (``compiled``) and on one thread (``compiled-1t``);
 - ``numpy``: the batched array kernels on NumPy (one core);
 - ``cupy``: the same kernels on CuPy when kernels.backend finds a GPU.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import sys
@@ -190,6 +193,15 @@ def _compiled() -> tuple[Callable[..., Any] | None, str]:
     if "numba" in sys.modules:
         threads = str(sys.modules["numba"].get_num_threads())
     return compact_node_compiled, threads
+
+
+def _compiled_tick() -> tuple[Callable[..., Any] | None, str]:
+    """sweep.compiled_tick.run_program_compiled and its thread count, or None and why not."""
+    try:
+        from sweep.compiled_tick import run_program_compiled
+    except Exception as exc:  # Numba missing: report, do not fail
+        return None, f"unavailable ({type(exc).__name__}: {exc})"
+    return run_program_compiled, str(sys.modules["numba"].get_num_threads())
 
 
 # --------------------------------------------------------------------------------------
@@ -799,6 +811,41 @@ def bench_tick_case(suite: Suite, case: str) -> None:
                 **common,
             )
         )
+        compiled, threads = _compiled_tick()
+        if compiled is not None:
+            _log(f"{case} {pname}: compiled (first call compiles) ...")
+            t0 = time.perf_counter()
+            for parallel in (True, False):
+                one = tick_program(nr_pages, 1, events)
+                compiled(kind[:1], block_mt[:1], zones[:1], one, profile, parallel=parallel)
+            first_s = time.perf_counter() - t0
+            for impl, parallel, nr_threads in (
+                ("compiled", True, threads),
+                ("compiled-1t", False, "1"),
+            ):
+                _log(f"{case} {pname}: {impl} {ticks} ticks ...")
+                run = functools.partial(
+                    compiled, kind, block_mt, zones, program, profile, parallel=parallel
+                )
+                t_c, c_res = _best(run, suite.repeat)
+                ok = _check(suite, results_equal(c_res, res), f"{case} {pname}: {impl} != numpy")
+                rows.append(
+                    _row(
+                        suite,
+                        case,
+                        pname,
+                        impl,
+                        zones=nr_zones,
+                        seconds=t_c,
+                        backend="numpy",
+                        threads=nr_threads,
+                        first_call_s=first_s,
+                        exact="== numpy (every zone)" if ok else "MISMATCH vs numpy",
+                        **common,
+                    )
+                )
+        else:
+            suite.notes.append(f"{case} {pname}: compiled tick baseline {threads}")
         if suite.xp_gpu is not None:
             cp = suite.xp_gpu
             run_program(

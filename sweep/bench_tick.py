@@ -3,9 +3,12 @@
 The batched engine (:func:`kernels.tick.run_program`) and the per-zone reference
 (``tests/reference/tick.py``) run the same program on the same zones in the same run;
 the report gives zone-ticks per second for both, their ratio, and whether the results
-are identical on the zones the reference ran. The default case is the issue's: 64 zones
-of 4 GiB under a stress-highalloc-like load (kernel-build background allocations and
-frees, kswapd, kcompactd, one GFP_NOWAIT order-9 attempt per tick).
+are identical on the zones the reference ran. The compiled baseline
+(:func:`sweep.compiled_tick.run_program_compiled`) runs every zone too, parallel over
+zones and on one thread, checked identical to the batched result. The default case is
+the issue's: 64 zones of 4 GiB under a stress-highalloc-like load (kernel-build
+background allocations and frees, kswapd, kcompactd, one GFP_NOWAIT order-9 attempt per
+tick).
 """
 
 from __future__ import annotations
@@ -88,6 +91,39 @@ def results_equal(a: TickResult, b: TickResult) -> bool:
     return True
 
 
+def _bench_compiled(
+    kind: np.ndarray,
+    block_mt: np.ndarray,
+    zones: TickZones,
+    program: Program,
+    profile: KernelProfile,
+    batched: TickResult,
+) -> dict[str, Any]:
+    """sweep.compiled_tick on the same zones: parallel over zones, then one thread."""
+    import numba
+
+    from sweep.compiled_tick import run_program_compiled
+
+    t0 = time.perf_counter()  # the first calls compile (or load the on-disk cache)
+    one = dataclasses.replace(program, phases=(dataclasses.replace(program.phases[0], ticks=1),))
+    for parallel in (True, False):
+        run_program_compiled(kind[:1], block_mt[:1], zones[:1], one, profile, parallel=parallel)
+    out: dict[str, Any] = dict(
+        compiled_first_calls_s=time.perf_counter() - t0, compiled_threads=numba.get_num_threads()
+    )
+    exact = True
+    nr_zone_ticks = kind.shape[0] * program.n_ticks
+    for name, parallel in (("compiled", True), ("compiled_1t", False)):
+        t0 = time.perf_counter()
+        res = run_program_compiled(kind, block_mt, zones, program, profile, parallel=parallel)
+        seconds = time.perf_counter() - t0
+        exact &= results_equal(res, batched)
+        out[f"{name}_s"] = seconds
+        out[f"{name}_zone_ticks_per_s"] = nr_zone_ticks / seconds
+    out["compiled_exact"] = bool(exact)
+    return out
+
+
 def bench_tick(
     case: str,
     profile: KernelProfile,
@@ -97,8 +133,10 @@ def bench_tick(
     seed: int,
     backend: str = "numpy",
     count_ticks: int = 0,
+    compiled: bool = True,
 ) -> dict[str, Any]:
-    """Time the batched engine on ``case`` and the reference on its first K zones.
+    """Time the batched engine on ``case``, the compiled baseline on every zone (parallel
+    and on one thread, checked == batched) and the reference on its first K zones.
 
     With ``count_ticks``, the same pass runs that many more ticks (+1) on
     ``sweep.synccount``'s counting namespace (untimed): the host reads per tick a CuPy
@@ -141,6 +179,8 @@ def bench_tick(
         row.update(
             count_syncs(kind, block_mt, zones, nr_pages, count_ticks, events_per_tick, profile)
         )
+    if compiled:
+        row.update(_bench_compiled(kind, block_mt, zones, program, profile, res))
     k = min(reference_zones, nr_zones)
     if k:
         from sweep.bench import _reference_repo_path
