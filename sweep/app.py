@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import hydra
+import numpy as np
 import xarray as xr
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
@@ -56,6 +57,7 @@ from sweep.results import (
 )
 from sweep.runner import run_compact_node, run_snapshot
 from sweep.scenario import (
+    NUMBA_HINT,
     ProgressLine,
     build_program,
     build_scenario_dataset,
@@ -158,11 +160,26 @@ def launcher_options(node: DictConfig) -> LauncherOptions:
 
 
 def select_backend(backend: str) -> ModuleType:
-    """The array namespace for ``backend``; a missing GPU is a :class:`ConfigError`."""
+    """The array namespace for ``backend``; a missing GPU is a :class:`ConfigError`.
+
+    ``numba`` (the compiled tick engine, sweep/compiled_tick.py) builds its zones with
+    NumPy; a missing Numba is a ConfigError saying how to install it.
+    """
+    if backend == "numba":
+        try:
+            import sweep.compiled_tick  # noqa: F401  (imports and loads Numba)
+        except ImportError as exc:
+            raise ConfigError("backend", f"=numba needs Numba ({exc}): {NUMBA_HINT}") from exc
+        return np
     try:
         return get_xp(backend)
     except BackendError as exc:
         raise ConfigError("backend", f"={backend}: {exc}") from exc
+
+
+def backend_name(config: SweepConfig, xp: ModuleType) -> str:
+    """What ran the cells, for result.nc's ``backend`` attribute: numpy, cupy or numba."""
+    return "numba" if config.backend == "numba" else xp.__name__
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=CONFIG_NAME)
@@ -368,6 +385,11 @@ def run_scenario_job(
         f"kcompactd {KCOMPACTD_NAMES[kcompactd_mode(config)]}, kernel {config.kernel.profile}; "
         f"{zone}, {config.replicates} replicates"
     )
+    if config.backend == "numba":
+        print(
+            "# backend numba: the compiled engine (sweep/compiled_tick.py), one call for all "
+            "ticks; its first use compiles it (20-30 s, then cached on disk)"
+        )
     t0 = time.perf_counter()
     [result] = run_scenario_batch(
         [config],
@@ -387,7 +409,7 @@ def run_scenario_job(
         print("\n".join(format_trial_table(result)))
     zone_ticks = program.n_ticks * result.nr_zones
     print(f"# {zone_ticks:,} zone-ticks in {seconds:.2f} s ({zone_ticks / seconds:,.0f}/s)")
-    attrs = scenario_attrs(cfg, config, xp.__name__)
+    attrs = scenario_attrs(cfg, config, backend_name(config, xp))
     path = write_netcdf(build_scenario_dataset(result, attrs), output_dir / RESULT_FILE)
     log.info("wrote %s", path)
     print(f"# result: {path}")

@@ -1755,6 +1755,12 @@ def _unsupported(zones: TickZones, block_mt: np.ndarray, program: Program) -> st
     """The first feature of the input the compiled engine does not implement, or None."""
     if (block_mt == MT_CMA).any():
         return "MIGRATE_CMA pageblocks (block_mt 4, tick-model.md 7.1)"
+    return unsupported(zones, program)
+
+
+def unsupported(zones: TickZones, program: Program) -> str | None:
+    """The first per-zone option or phase feature the compiled engine does not implement
+    (MIGRATE_CMA pageblocks aside, which are in the initial zones), or None."""
     for name in ("sorted_freelists", "region_evacuation", "region_worker_delayed"):
         if np.asarray(getattr(zones, name)).any():
             return f"memory-region option {name} (tick-model.md 6)"

@@ -44,6 +44,10 @@ from kernels.zone import (
     KernelProfile,
 )
 
+# kernels.backend's array backends, and "numba": the compiled sequential tick engine
+# (sweep/compiled_tick.py, the `numba` extra), for the time-stepped workloads on a CPU.
+SWEEP_BACKENDS = (*BACKENDS, "numba")
+
 CONFIG_NAME = "config"
 GROUPS = ("zone", "kernel", "policy", "workload")
 PAGE_FRACTION_KEYS = (
@@ -260,7 +264,8 @@ class SweepConfig:
     order: int = -1
     replicates: int = 4  # zones per cell, each from its own seed; the Z axis
     seed: int = 0  # base seed; replicate r uses kernels.rng.zone_seed(seed, r)
-    backend: str = "auto"  # "auto" | "numpy" | "cupy"
+    # "auto" | "numpy" | "cupy" | "numba" (time-stepped workloads: sweep.compiled_tick)
+    backend: str = "auto"
     check_invariants: bool = True  # conservation checks after compaction
 
 
@@ -406,8 +411,15 @@ def validate(cfg: SweepConfig) -> None:
     if cfg.replicates < 1:
         raise ConfigError("replicates", f"={cfg.replicates} must be >= 1")
     _check_range("seed", cfg.seed, 0, 2**64 - 1)
-    if cfg.backend not in BACKENDS:
-        raise ConfigError("backend", f"={cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+    if cfg.backend not in SWEEP_BACKENDS:
+        raise ConfigError("backend", f"={cfg.backend!r} is not one of {', '.join(SWEEP_BACKENDS)}")
+    if cfg.backend == "numba" and not isinstance(wl, ScenarioConfig):
+        raise ConfigError(
+            "backend",
+            f"=numba runs the time-stepped workloads only (the compiled engine of "
+            f"sweep/compiled_tick.py); workload={wl.name} runs the batched kernels, which "
+            "are faster than a compiled scan there: use backend=numpy (or auto)",
+        )
 
 
 _ZONE_SELECTOR = re.compile(r"(?:(\d+):)?([A-Za-z][A-Za-z0-9_]*)")

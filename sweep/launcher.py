@@ -209,7 +209,7 @@ def run_batch(
 
     Runs in a Ray worker; returns NumPy arrays only, one result per cell in order.
     """
-    from sweep.app import select_backend
+    from sweep.app import backend_name, select_backend
     from sweep.runner import run_compact_node_batch
     from sweep.scenario import is_scenario, run_scenario_batch
 
@@ -217,10 +217,13 @@ def run_batch(
     _inject_fault(fault, configs)
     xp = select_backend(configs[0].backend)
     if is_scenario(configs[0]):  # time-stepped workloads: one kernels.tick run per batch
-        results = run_scenario_batch(configs, xp, check_invariants=configs[0].check_invariants)
+        results = run_scenario_batch(
+            configs, xp, check_invariants=configs[0].check_invariants,
+            compiled_parallel=False,  # backend=numba: one thread, as Ray gave the task one CPU
+        )  # fmt: skip
     else:
         results = run_compact_node_batch(configs, xp)
-    return xp.__name__, results, time.perf_counter() - t0
+    return backend_name(configs[0], xp), results, time.perf_counter() - t0
 
 
 def run_snapshot_cell(

@@ -353,9 +353,9 @@ def _fragment_params(cfg: SweepConfig, seeds: np.ndarray) -> FragmentParams:
 def check_scenario_feasible(cfg: SweepConfig) -> None:
     """Raise :class:`ConfigError` if the initial zones cannot be laid out (host counts only)."""
     try:  # the program and per-zone arrays the run will build (cheap: no page arrays)
-        build_program(cfg)
+        program = build_program(cfg)
         seeds = zone_seed(cfg.seed, np.arange(cfg.replicates, dtype=np.uint64))
-        TickZones.create(
+        zones = TickZones.create(
             cfg.replicates,
             seed=seeds,
             attempt_order=scenario_order(cfg),
@@ -364,15 +364,38 @@ def check_scenario_feasible(cfg: SweepConfig) -> None:
             min_free_kbytes=effective_min_free_kbytes(cfg),
             **region_keys(cfg),
             **_contig_fields(cfg),
-        ).validate()
+        )
+        zones.validate()
     except ValueError as exc:
         raise ConfigError("workload", f": {exc}") from exc
+    if cfg.backend == "numba":
+        _check_compiled_supports(cfg, zones, program)
     if isinstance(cfg.workload, StressHighallocConfig | RegionsConfig | BulkAllocConfig):
         return
     try:
         fragment_counts(_fragment_params(cfg, seeds))
     except ValueError as exc:
         raise ConfigError("workload", f": {exc}") from exc
+
+
+def _check_compiled_supports(cfg: SweepConfig, zones: TickZones, program: Program) -> None:
+    """backend=numba: the compiled engine implements tick-model.md 1-5 (sweep.compiled_tick);
+    a ConfigError names what it does not, before anything runs."""
+    try:
+        from sweep.compiled_tick import unsupported
+    except ImportError as exc:
+        raise ConfigError("backend", f"=numba needs Numba ({exc}): {NUMBA_HINT}") from exc
+    why = "MIGRATE_CMA pageblocks (cma_mb)" if getattr(cfg.workload, "cma_mb", 0) else None
+    why = why or unsupported(zones, program)
+    if why is not None:
+        raise ConfigError(
+            "backend",
+            f"=numba does not support {why} (workload={cfg.workload.name}, "
+            f"policy={cfg.policy.name}): use backend=numpy (or auto)",
+        )
+
+
+NUMBA_HINT = "pip install -e '.[numba]'"
 
 
 def _contig_fields(cfg: SweepConfig) -> dict[str, Any]:
@@ -471,11 +494,14 @@ def run_scenario_batch(
     check_invariants: bool = False,
     check_every_tick: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    compiled_parallel: bool = True,
 ) -> list[ScenarioResult]:
     """Run cells sharing a :func:`scenario_batch_key` as one batch; one result per cell.
 
     ``check_invariants`` checks the final state (cheap); ``check_every_tick`` makes the
-    engine check after every tick (a debugging aid: O(N) work per tick).
+    engine check after every tick (a debugging aid: O(N) work per tick). With
+    ``backend=numba`` the cells run on the compiled engine (sweep.compiled_tick), over the
+    zones in parallel threads unless ``compiled_parallel`` is false (one Ray task, one CPU).
     """
     from kernels.tick import run_program
 
@@ -492,10 +518,23 @@ def run_scenario_batch(
     )
     kind0 = to_numpy(kind)
     profile = PROFILES[cfgs[0].kernel.profile]
-    res = run_program(
-        kind, block_mt, zones, program, profile, backend=cfgs[0].backend,
-        check_invariants=check_every_tick, progress=progress,
-    )  # fmt: skip
+    if cfgs[0].backend == "numba":  # the compiled engine: same results (tests/test_compiled_tick)
+        from sweep.compiled_tick import run_program_compiled
+
+        if check_every_tick:
+            raise ValueError("check_every_tick needs the batched engine (backend=numpy)")
+        if progress is not None:
+            progress(0, program.n_ticks)  # one compiled call: no per-tick progress
+        res = run_program_compiled(
+            kind0, to_numpy(block_mt), zones, program, profile, parallel=compiled_parallel
+        )
+        if progress is not None:
+            progress(program.n_ticks, program.n_ticks)
+    else:
+        res = run_program(
+            kind, block_mt, zones, program, profile, backend=cfgs[0].backend,
+            check_invariants=check_every_tick, progress=progress,
+        )  # fmt: skip
     if check_invariants:
         check_final_state(res)
     results = []
