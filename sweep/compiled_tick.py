@@ -94,13 +94,22 @@ from kernels.program import (
     TickZones,
     weight_thresholds,
 )
-from kernels.zone import KernelProfile, setup_per_zone_wmarks
+from kernels.rng import _MIX1 as MIX1
+from kernels.rng import _MIX2 as MIX2
+from kernels.rng import _SEED_SALT as SEED_SALT
+from kernels.rng import _STREAM_SALT as STREAM_SALT
+from kernels.rng import _ZONE_SALT as ZONE_SALT
+from kernels.rng import GOLDEN_GAMMA
+from kernels.zone import COMPACT_CLUSTER_MAX as SWAP_CLUSTER_MAX
+from kernels.zone import (
+    MAX_PAGE_ORDER,
+    PAGEBLOCK_NR_PAGES,
+    PAGEBLOCK_ORDER,
+    KernelProfile,
+    setup_per_zone_wmarks,
+)
 
-MAX_PAGE_ORDER = 10
 NR_ORDERS = MAX_PAGE_ORDER + 1
-PAGEBLOCK_ORDER = 9
-PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
-SWAP_CLUSTER_MAX = 32
 MAX_RECLAIM_RETRIES = 16
 COMPACT_MAX_DEFER_SHIFT = 6
 U, M, R = 0, 1, 2  # MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
@@ -229,13 +238,7 @@ del C
 assert BACKGROUND_KINDS == (ANON, FILE, UNMOV, RECL)
 assert [KIND_MIGRATETYPE[k] for k in BACKGROUND_KINDS] == [M, M, U, R]
 
-# kernels/rng.py constants (splitmix64).
-GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
-ZONE_SALT = np.uint64(0xD6E8FEB86659FD93)
-STREAM_SALT = np.uint64(0xA0761D6478BD642F)
-SEED_SALT = np.uint64(0xE7037ED1A0B428DB)
+# kernels/rng.py's splitmix64 constants are imported above (the same values by name).
 U64_30, U64_27, U64_31, U64_32, U64_1 = (np.uint64(x) for x in (30, 27, 31, 32, 1))
 
 _njit = numba.njit(cache=True, nogil=True, _nrt=False)
