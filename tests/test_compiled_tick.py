@@ -21,7 +21,7 @@ from kernels.zone import KernelProfile
 from sweep.bench_tick import _inputs, tick_program, warmup_program
 from sweep.compiled_tick import run_program_compiled
 from tests.reference.tick import run_program_ref
-from tests.test_tick import SCALE, random_case
+from tests.test_tick import SCALE, mixed_case, random_case
 
 PROFILES = (KernelProfile.V4_12, KernelProfile.V6_19)
 profiles = pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
@@ -153,17 +153,7 @@ def test_random_programs_equal_reference(profile, seed):
 def test_batch_invariance_and_serial_equals_parallel(profile):
     """A zone's result does not depend on its batch (order, duplicates); serial == parallel."""
     for seed in (11, 12):
-        kind, bmt, zones, prog = random_case(seed, 5, nr_blocks=12)
-        zones = TickZones.create(
-            5,
-            seed=zones.seed,
-            attempt_order=[4, 9, 6, 10, 5],
-            kcompactd=[0, 1, 2, 3, 3],
-            skip_pinned=[True, False, True, False, True],
-            stop_below_watermark=[False, True, False, False, True],
-            proactiveness=[20, 0, 50, 100, 10],
-            min_free_kbytes=[128, 512, 1024, 256, 4096],
-        )
+        kind, bmt, zones, prog = mixed_case(seed)
         batch = run_program_compiled(kind, bmt, zones, prog, profile, parallel=True)
         serial = run_program_compiled(kind, bmt, zones, prog, profile, parallel=False)
         assert differences(batch, serial) == [], f"seed {seed}: serial != parallel"

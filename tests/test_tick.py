@@ -218,21 +218,27 @@ def test_initial_kinds_mapping():
     np.testing.assert_array_equal(k[1:2], initial_kinds(ps[1:2], seeds[1:2], 0.5))
 
 
+def mixed_case(seed: int):
+    """random_case's zones and program, five zones with every policy switch mixed."""
+    kind, bmt, zones, prog = random_case(seed, 5, nr_blocks=12)
+    zones = TickZones.create(
+        5,
+        seed=zones.seed,
+        attempt_order=[4, 9, 6, 10, 5],
+        kcompactd=[0, 1, 2, 3, 3],
+        skip_pinned=[True, False, True, False, True],
+        stop_below_watermark=[False, True, False, False, True],
+        proactiveness=[20, 0, 50, 100, 10],
+        min_free_kbytes=[128, 512, 1024, 256, 4096],
+    )
+    return kind, bmt, zones, prog
+
+
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name.lower())
 def test_batch_invariance(profile):
     """A zone's result does not depend on the other zones of its batch."""
     for seed in (11, 12):
-        kind, bmt, zones, prog = random_case(seed, 5, nr_blocks=12)
-        zones = TickZones.create(
-            5,
-            seed=zones.seed,
-            attempt_order=[4, 9, 6, 10, 5],
-            kcompactd=[0, 1, 2, 3, 3],
-            skip_pinned=[True, False, True, False, True],
-            stop_below_watermark=[False, True, False, False, True],
-            proactiveness=[20, 0, 50, 100, 10],
-            min_free_kbytes=[128, 512, 1024, 256, 4096],
-        )
+        kind, bmt, zones, prog = mixed_case(seed)
         batch = run_program(kind, bmt, zones, prog, profile, backend="numpy")
         for z in range(5):
             alone = run_program(kind[z : z + 1], bmt[z : z + 1], zones[z], prog, profile)
