@@ -99,10 +99,14 @@ def _bench_compiled(
     profile: KernelProfile,
     batched: TickResult,
 ) -> dict[str, Any]:
-    """sweep.compiled_tick on the same zones: parallel over zones, then one thread."""
-    import numba
+    """sweep.compiled_tick on the same zones: parallel over zones, then one thread
+    (nothing but the reason when Numba is not installed: the `bench` extra)."""
+    try:
+        import numba
 
-    from sweep.compiled_tick import run_program_compiled
+        from sweep.compiled_tick import run_program_compiled
+    except ImportError as exc:
+        return dict(compiled_unavailable=f"{type(exc).__name__}: {exc}")
 
     t0 = time.perf_counter()  # the first calls compile (or load the on-disk cache)
     one = dataclasses.replace(program, phases=(dataclasses.replace(program.phases[0], ticks=1),))
