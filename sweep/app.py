@@ -65,6 +65,7 @@ from sweep.scenario import (
     format_trial_table,
     is_scenario,
     kcompactd_mode,
+    numba_can_run,
     run_scenario_batch,
 )
 from sweep.version import cell_hash, code_version
@@ -389,6 +390,11 @@ def run_scenario_job(
         print(
             "# backend numba: the compiled engine (sweep/compiled_tick.py), one call for all "
             "ticks; its first use compiles it (20-30 s, then cached on disk)"
+        )
+    elif xp is np and numba_can_run(config):
+        print(
+            "# hint: on a CPU, backend=numba runs this workload 20-25x faster with the same "
+            f"results (the compiled engine; {NUMBA_HINT})"
         )
     t0 = time.perf_counter()
     [result] = run_scenario_batch(

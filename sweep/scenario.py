@@ -398,6 +398,15 @@ def _check_compiled_supports(cfg: SweepConfig, zones: TickZones, program: Progra
 NUMBA_HINT = "pip install -e '.[numba]'"
 
 
+def numba_can_run(cfg: SweepConfig) -> bool:
+    """Whether backend=numba supports this cell (no CMA, no sorted/evacuating region lists:
+    what _check_compiled_supports refuses), decided from the config alone, without Numba."""
+    if isinstance(cfg.workload, BulkAllocConfig):
+        return False
+    pol = cfg.policy
+    return not (pol.sorted_freelists or pol.region_evacuation or pol.region_worker_delayed)
+
+
 def _contig_fields(cfg: SweepConfig) -> dict[str, Any]:
     """bulk_alloc's per-zone TickZones fields (tick-model.md 7.2): the method and busy share.
     Per zone, so cells that differ only in them share one batch (scenario_batch_key)."""

@@ -14,7 +14,7 @@ from kernels.program import COUNTERS
 from sweep.app import backend_name, select_backend
 from sweep.config import ConfigError, compose_config, validate
 from sweep.expand import check_feasible
-from sweep.scenario import run_scenario_batch
+from sweep.scenario import numba_can_run, run_scenario_batch
 from tests.clirun import run_sweep
 from tests.test_scenario import TINY_PINNED, TINY_STRESS
 
@@ -68,7 +68,7 @@ def test_numba_equals_numpy_in_process(name: str, monkeypatch) -> None:
 
 
 def test_numba_cli_writes_the_numpy_result(tmp_path: Path) -> None:
-    out = {}
+    out, logs = {}, {}
     for backend in ("numpy", "numba"):
         run_dir = tmp_path / backend
         proc = run_sweep(
@@ -76,8 +76,10 @@ def test_numba_cli_writes_the_numpy_result(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
         out[backend] = xr.load_dataset(run_dir / "result.nc")
+        logs[backend] = proc.stdout
     a, b = out["numpy"], out["numba"]
     assert a.attrs["backend"] == "numpy" and b.attrs["backend"] == "numba"
+    assert "hint: on a CPU, backend=numba" in logs["numpy"] and "hint" not in logs["numba"]
     assert set(a.data_vars) == set(b.data_vars)
     for v in a.data_vars:
         assert a[v].equals(b[v]), v
@@ -100,6 +102,16 @@ def test_numba_refuses_what_it_cannot_run(overrides: list[str], words: str) -> N
         validate(cfg)
         check_feasible(cfg)
     assert words in str(exc.value)
+    if "MIGRATE_CMA" in words or "sorted" in words:  # the hint must not suggest it
+        assert not numba_can_run(compose_config(overrides))
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_numba_hint_only_where_numba_runs(name: str) -> None:
+    cfg = compose_config([*CELLS[name], "backend=numba"])
+    assert numba_can_run(cfg)
+    validate(cfg)
+    check_feasible(cfg)  # no ConfigError: the hint's promise holds
 
 
 def test_numba_refusal_on_the_command_line_leaves_nothing(tmp_path: Path) -> None:
