@@ -16,11 +16,14 @@ Without a GPU that number can still be counted exactly: :data:`xp` is a NumPy na
 whose arrays (:class:`SyncArray`, an ``ndarray`` subclass) count each of the events above
 in :data:`COUNTS`, and whose reductions and scalar indexing return 0-d arrays, as CuPy's
 do, so that the Python-level ``int(...)``/``bool(...)`` that follows is seen. Results are
-NumPy results: the engine runs unchanged (``kernels.tick._Engine(xp, ...)``), only slower.
+NumPy results: the engine runs unchanged (``kernels.tick.run_program_on(xp, ...)``), only
+slower.
 
-The count is an upper bound of what CuPy would do in a few places (CuPy's ``bincount``
-with ``minlength`` still reads the maximum when values exceed it; counted as none) and
-exact elsewhere; it counts call sites executed, not bytes.
+It counts call sites executed, not bytes. Two approximations, both towards fewer syncs:
+``bincount`` with ``minlength`` counts as none (CuPy may still read the maximum), and a
+Python ``for`` over an array is not seen (the engine iterates over none).
+:data:`LAUNCHES` counts ufunc calls, namespace function calls and fancy-index gathers and
+stores: about one CuPy kernel each, a proxy for the launch overhead, not a kernel count.
 """
 
 from __future__ import annotations
