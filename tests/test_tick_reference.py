@@ -551,3 +551,15 @@ def test_rejects_bad_inputs():
     bad_free = Program(phases=(Phase("p", 1, frees_per_tick=1, free_kinds=(FREE, ANON)),))
     with pytest.raises(ValueError):
         ref.run_program_ref(kind, np.ones(2, np.int8), TickZones.create(1), bad_free, V6)
+
+
+def test_profile_by_name_as_the_engine_takes_it():
+    """run_program_ref accepts "v4_12" / "v6_19" like kernels.tick.run_program."""
+    kind = np.zeros((1, 4096), dtype=np.uint8)
+    bmt = np.ones((1, 8), dtype=np.int8)
+    zones = TickZones.create(1, seed=np.array([3], dtype=np.uint64), attempt_order=4)
+    prog = Program(phases=(Phase("p", 3, allocs_per_tick=40, frees_per_tick=20, attempt_every=1),))
+    for name, profile in (("v4_12", KernelProfile.V4_12), ("v6_19", KernelProfile.V6_19)):
+        a = ref.run_program_ref(kind[0], bmt[0], zones[0], prog, name)
+        b = ref.run_program_ref(kind[0], bmt[0], zones[0], prog, profile)
+        assert np.array_equal(a.kind, b.kind) and np.array_equal(a.counters, b.counters)

@@ -137,7 +137,10 @@ class ZoneRef:
 
         self.N = n
         self.B = n // PAGEBLOCK_NR_PAGES
-        self.profile = KernelProfile(profile)
+        # a KernelProfile, its value or its name ("v6_19"), as kernels.tick accepts
+        self.profile = (
+            KernelProfile[profile.upper()] if isinstance(profile, str) else KernelProfile(profile)
+        )
         self.v6 = self.profile == KernelProfile.V6_19
         self.program = program
 
