@@ -244,8 +244,3 @@ class _Namespace(types.ModuleType):
 
 
 xp = _Namespace("numpy")  # named "numpy" so kernels.backend.is_cupy() says False
-
-
-def asarray(a: Any) -> SyncArray:
-    """Host data as a counting array (a host-to-device copy: not a sync)."""
-    return np.asarray(a).view(SyncArray)
