@@ -59,7 +59,7 @@ code is cached on disk (``cache=True``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -241,8 +241,18 @@ assert [KIND_MIGRATETYPE[k] for k in BACKGROUND_KINDS] == [M, M, U, R]
 # kernels/rng.py's splitmix64 constants are imported above (the same values by name).
 U64_30, U64_27, U64_31, U64_32, U64_1 = (np.uint64(x) for x in (30, 27, 31, 32, 1))
 
-_njit = numba.njit(cache=True, nogil=True, _nrt=False)
-_inline = numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+# The target this copy of the module compiles its helpers for. Imported normally it is
+# "cpu"; sweep/cuda_tick.py executes the same source again with ``_TARGET = "cuda"``
+# preset, which makes every helper below a CUDA device function (one thread per zone).
+_TARGET = globals().get("_TARGET", "cpu")
+if _TARGET == "cpu":
+    _njit = numba.njit(cache=True, nogil=True, _nrt=False)
+    _inline = numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+else:
+    from numba import cuda
+
+    _njit = cuda.jit(device=True)
+    _inline = cuda.jit(device=True)
 
 
 def _widen(t: Any) -> Any:
@@ -264,6 +274,8 @@ def _jit(func: Any) -> Any:
     such as a page's int8 buddy order) widened to int64.
     """
     dispatcher = _njit(func)
+    if _TARGET != "cpu":
+        return dispatcher
     get_call_template = dispatcher.get_call_template
 
     def unliteral_call_template(args: Any, kws: Any) -> Any:
@@ -320,6 +332,18 @@ def hash_u64_many(seed: Any, zone: Any, stream: Any, counters: Any, out: Any) ->
 # ---------------------------------------------------------------------------------------
 # Small utilities
 # ---------------------------------------------------------------------------------------
+
+
+@_inline
+def imin(a: int, b: int) -> int:
+    """min() of two integers (Numba's CUDA target has no min/max of two ints)."""
+    return a if a <= b else b
+
+
+@_inline
+def imax(a: int, b: int) -> int:
+    """max() of two integers."""
+    return a if a >= b else b
 
 
 @_jit
@@ -796,7 +820,7 @@ def fragmentation_score_wmark(zs: Any, low: bool) -> int:
     wmark_low = 100 - zs[15][P_PROACTIVENESS]
     if low:
         return wmark_low
-    return min(wmark_low + min(10, wmark_low // 2), 100)
+    return imin(wmark_low + imin(10, wmark_low // 2), 100)
 
 
 # ---------------------------------------------------------------------------------------
@@ -849,7 +873,7 @@ def compaction_deferred(sc: Any, order: int) -> bool:
 def defer_compaction(sc: Any, order: int) -> None:
     """Mirrors defer_compaction() (KM 4.9)."""
     sc[S_CONSIDERED] = 0
-    sc[S_DEFER_SHIFT] = min(sc[S_DEFER_SHIFT] + 1, COMPACT_MAX_DEFER_SHIFT)
+    sc[S_DEFER_SHIFT] = imin(sc[S_DEFER_SHIFT] + 1, COMPACT_MAX_DEFER_SHIFT)
     if order < sc[S_ORDER_FAILED]:
         sc[S_ORDER_FAILED] = order
 
@@ -990,7 +1014,7 @@ def isolate_migratepages(zs: Any) -> bool:
             break
         if v6 and ok:
             # !suitable_migration_source: update_cached_migrate(cc, block_end_pfn)
-            sc[S_CACHED_MIGRATE] = max(sc[S_CACHED_MIGRATE], m + 1)
+            sc[S_CACHED_MIGRATE] = imax(sc[S_CACHED_MIGRATE], m + 1)
         sc[C_M] = m + 1
     return sc[C_M] < sc[C_F]
 
@@ -1016,7 +1040,7 @@ def update_pageblock_skip_free(zs: Any, block: int, isolated: int) -> None:
     sc = zs[11]
     if zs[15][P_V6] or (not sc[C_IGNORE_SKIP] and isolated == 0):
         zs[7][block] = 1
-        sc[S_CACHED_FREE] = min(sc[S_CACHED_FREE], block - 1)
+        sc[S_CACHED_FREE] = imin(sc[S_CACHED_FREE], block - 1)
 
 
 @_inline
@@ -1025,7 +1049,7 @@ def update_pageblock_skip_migrate(zs: Any, block: int, isolated: int) -> None:
     sc = zs[11]
     if zs[15][P_V6] or (not sc[C_IGNORE_SKIP] and isolated == 0):
         zs[7][block] = 1
-        sc[S_CACHED_MIGRATE] = max(sc[S_CACHED_MIGRATE], block + 1)
+        sc[S_CACHED_MIGRATE] = imax(sc[S_CACHED_MIGRATE], block + 1)
 
 
 @_jit
@@ -1103,7 +1127,7 @@ def process_source_block(zs: Any, cand: Any) -> bool:
     chunk = PAGEBLOCK_NR_PAGES
     skip_on_failure = sc[C_MODE] == MIGRATE_ASYNC and sc[C_DIRECT] and sc[C_ORDER] > 0
     if skip_on_failure:
-        chunk = min(1 << sc[C_ORDER], PAGEBLOCK_NR_PAGES)
+        chunk = imin(1 << sc[C_ORDER], PAGEBLOCK_NR_PAGES)
     nr_cand = 0
     for c0 in range(start, end, chunk):
         if skip_on_failure:
@@ -1179,7 +1203,7 @@ def release_freepages(zs: Any) -> None:
         __free_one_page(zs, pfn, 0)
         last = pfn
     if last >= 0:
-        sc[S_CACHED_FREE] = max(sc[S_CACHED_FREE], last >> PAGEBLOCK_ORDER)
+        sc[S_CACHED_FREE] = imax(sc[S_CACHED_FREE], last >> PAGEBLOCK_ORDER)
 
 
 @_jit
@@ -1318,9 +1342,9 @@ def wakeup_kcompactd(zs: Any, order: int) -> None:
     if mode == KCOMPACTD_PROACTIVE_DEMAND:
         for o in range(NR_ORDERS - 1, 0, -1):
             if dem[o] > 0:
-                order = max(order, o)
+                order = imax(order, o)
                 break
-    sc[S_KCD_MAX_ORDER] = max(sc[S_KCD_MAX_ORDER], order)
+    sc[S_KCD_MAX_ORDER] = imax(sc[S_KCD_MAX_ORDER], order)
     if compaction_suitable(zs, sc[S_KCD_MAX_ORDER]) == COMPACT_CONTINUE:
         sc[S_KCD_PENDING] = 1
 
@@ -1339,7 +1363,7 @@ def wakeup_kswapd(zs: Any, order: int, direct_reclaim_allowed: bool) -> None:
         sc[S_KSWAPD_AWAKE] = 1
         sc[S_KSWAPD_RECLAIMED] = 0
         zs[12][N_KSWAPD_WAKE] += 1
-    sc[S_KSWAPD_ORDER] = max(sc[S_KSWAPD_ORDER], order)
+    sc[S_KSWAPD_ORDER] = imax(sc[S_KSWAPD_ORDER], order)
 
 
 @_jit
@@ -1556,7 +1580,7 @@ def nr_free_regions(zs: Any) -> int:
     nr = 0
     for r in range(zp[P_NR_REGIONS]):
         full = True
-        for p in range(r * size, min(r * size + size, n)):
+        for p in range(r * size, imin(r * size + size, n)):
             if kind[p] != FREE:
                 full = False
                 break
@@ -1650,16 +1674,13 @@ def _init_free_lists(zs: Any) -> None:
 
 
 @_jit
-def run_zone(zs, seed, ph, wm, counters, attempts, buddyinfo, nr_free, regions, held, scratch,
-             bases, status):  # fmt: skip
-    """run_program_ref() for one zone (TM 4): state in ``zs``, results into the outputs.
+def init_zone(zs, seed, wm, held, bases):  # fmt: skip
+    """The state of one zone before its first tick (TM 4), from ``kind`` and ``block_mt``.
 
     ``kind`` (``zs[0]``) and ``block_mt`` (``zs[6]``) hold the initial state and are
-    updated in place; every other state array is (re)initialised here. ``wm`` (P + 1, 3):
-    the initial watermarks, then those of each phase's min_free_kbytes. ``held`` (k + 1, 2)
-    collects a phase's kept blocks (count in its last row), ``scratch`` (>= 512 and >= the
-    largest frees_per_tick) serves the probes, reclaim and the migration candidates;
-    ``bases`` (2,) uint64 and ``status`` (1,) int64 are scratch too.
+    updated in place; every other state array is (re)initialised here: the free lists of
+    boot (_init_free_lists()), NR_FREE_PAGES, the watermarks ``wm[0]``, the cached scanner
+    positions and the two random sequences' bases.
     """
     kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem, pool, zp = zs
     n = zp[P_N]
@@ -1701,52 +1722,122 @@ def run_zone(zs, seed, ph, wm, counters, attempts, buddyinfo, nr_free, regions, 
             if all_free:
                 bmt[block + 1] = bmt[block]
     _init_free_lists(zs)
-
+    held[held.shape[0] - 1, 0] = 0
     bases[0] = sequence_base(seed, np.uint64(0), np.uint64(STREAM_FREE))
     bases[1] = sequence_base(seed, np.uint64(0), np.uint64(STREAM_ALLOC))
+
+
+@_jit
+def run_ticks(zs, ph, wm, t0, t1, counters, attempts, buddyinfo, nr_free, regions, held,
+              scratch, bases, status):  # fmt: skip
+    """The program's global ticks t0 <= t < t1 on one zone set up by init_zone().
+
+    Phases run in order; each tick in the range is tick(). A phase ending at global tick
+    ``stop`` (its kept blocks freed in reverse, KM 10.1, and its counters recorded, after
+    tick stop - 1) ends in the range t0 < stop <= t1, a phase of no ticks at the start in
+    the first range. Consecutive ranges [0, c1), [c1, c2), ..., [ck, T) therefore run the
+    whole program exactly once, in order, whatever their boundaries: the CPU runs it as
+    one range, the GPU engine (sweep/cuda_tick.py) chunk by chunk.
+    ``held`` (k + 1, 2) collects a phase's kept (pfn, order) blocks, their count in its
+    last row, empty at every phase start; ``attempts``, ``buddyinfo``, ``nr_free`` and
+    ``regions`` are the zone's rows of the result, filled in order.
+    """
     last = held.shape[0] - 1
-    t = 0
+    start = 0
     for phase in range(ph.shape[0]):
-        held[last, 0] = 0
+        stop = start + ph[phase, H_TICKS]
         # A phase with ticks == 0 has no first tick: no start actions, counters recorded.
-        for i in range(ph[phase, H_TICKS]):
+        for t in range(imax(start, t0), imin(stop, t1)):
             tick(
-                zs, ph[phase], wm[phase + 1], t, i, bases, held, scratch, status,
+                zs, ph[phase], wm[phase + 1], t, t - start, bases, held, scratch, status,
                 attempts, buddyinfo, nr_free, regions,
             )  # fmt: skip
-            t += 1
-        for j in range(held[last, 0] - 1, -1, -1):  # __free_pages in reverse (KM 10.1)
-            __free_pages(zs, held[j, 0], held[j, 1])
-        for c in range(NR_COUNTERS):
-            counters[phase, c] = cnt[c]
+        # The phase's end, after its last tick (global tick stop - 1).
+        if t0 < stop <= t1 or stop == t0 == 0:
+            for j in range(held[last, 0] - 1, -1, -1):  # __free_pages in reverse (KM 10.1)
+                __free_pages(zs, held[j, 0], held[j, 1])
+            held[last, 0] = 0
+            cnt = zs[12]
+            for c in range(NR_COUNTERS):
+                counters[phase, c] = cnt[c]
+        start = stop
 
 
-@numba.njit(cache=True, parallel=True)
-def _run_zones_parallel(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem,
-                        pool, zp, seeds, ph, wm, counters, attempts, buddyinfo, nr_free,
-                        regions, held, scratch, bases, status):  # fmt: skip
-    """Every zone of the batch, in parallel over zones (numba.prange)."""
-    for z in numba.prange(kind.shape[0]):
-        zs = (kind[z], bo[z], lmt[z], key[z], nxt[z], prv[z], bmt[z], skip[z], lh[z], lt[z],
-              lc[z], sc[z], cnt[z], dem[z], pool[z], zp[z])  # fmt: skip
-        run_zone(
-            zs, seeds[z], ph, wm[z], counters[z], attempts[z], buddyinfo[z], nr_free[z],
-            regions[z], held[z], scratch[z], bases[z], status[z],
-        )  # fmt: skip
+@_jit
+def run_zone(zs, seed, ph, wm, counters, attempts, buddyinfo, nr_free, regions, held, scratch,
+             bases, status):  # fmt: skip
+    """run_program_ref() for one zone (TM 4): state in ``zs``, results into the outputs.
+
+    init_zone(), then run_ticks() over the whole program. ``wm`` (P + 1, 3): the initial
+    watermarks, then those of each phase's min_free_kbytes. ``scratch`` (>= 512 and >=
+    the largest frees_per_tick) serves the probes, reclaim and the migration candidates;
+    ``bases`` (2,) uint64 and ``status`` (1,) int64 are scratch too.
+    """
+    init_zone(zs, seed, wm, held, bases)
+    total = 0
+    for phase in range(ph.shape[0]):
+        total += ph[phase, H_TICKS]
+    run_ticks(zs, ph, wm, 0, total, counters, attempts, buddyinfo, nr_free, regions, held,
+              scratch, bases, status)  # fmt: skip
 
 
-@numba.njit(cache=True)
-def _run_zones_serial(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem,
-                      pool, zp, seeds, ph, wm, counters, attempts, buddyinfo, nr_free,
-                      regions, held, scratch, bases, status):  # fmt: skip
-    """The same, one zone after another on the calling thread."""
-    for z in range(kind.shape[0]):
-        zs = (kind[z], bo[z], lmt[z], key[z], nxt[z], prv[z], bmt[z], skip[z], lh[z], lt[z],
-              lc[z], sc[z], cnt[z], dem[z], pool[z], zp[z])  # fmt: skip
-        run_zone(
-            zs, seeds[z], ph, wm[z], counters[z], attempts[z], buddyinfo[z], nr_free[z],
-            regions[z], held[z], scratch[z], bases[z], status[z],
-        )  # fmt: skip
+if _TARGET == "cpu":
+    # The CPU entry points: every zone of the batch, compiled with the helpers above.
+
+    @numba.njit(cache=True, parallel=True)
+    def _run_zones_parallel(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem,
+                            pool, zp, seeds, ph, wm, counters, attempts, buddyinfo, nr_free,
+                            regions, held, scratch, bases, status):  # fmt: skip
+        """Every zone of the batch, in parallel over zones (numba.prange)."""
+        for z in numba.prange(kind.shape[0]):
+            zs = (kind[z], bo[z], lmt[z], key[z], nxt[z], prv[z], bmt[z], skip[z], lh[z], lt[z],
+                  lc[z], sc[z], cnt[z], dem[z], pool[z], zp[z])  # fmt: skip
+            run_zone(
+                zs, seeds[z], ph, wm[z], counters[z], attempts[z], buddyinfo[z], nr_free[z],
+                regions[z], held[z], scratch[z], bases[z], status[z],
+            )  # fmt: skip
+
+    @numba.njit(cache=True)
+    def _run_zones_serial(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem,
+                          pool, zp, seeds, ph, wm, counters, attempts, buddyinfo, nr_free,
+                          regions, held, scratch, bases, status):  # fmt: skip
+        """The same, one zone after another on the calling thread."""
+        for z in range(kind.shape[0]):
+            zs = (kind[z], bo[z], lmt[z], key[z], nxt[z], prv[z], bmt[z], skip[z], lh[z], lt[z],
+                  lc[z], sc[z], cnt[z], dem[z], pool[z], zp[z])  # fmt: skip
+            run_zone(
+                zs, seeds[z], ph, wm[z], counters[z], attempts[z], buddyinfo[z], nr_free[z],
+                regions[z], held[z], scratch[z], bases[z], status[z],
+            )  # fmt: skip
+
+else:
+    # The GPU entry points (sweep/cuda_tick.py): one thread per zone, the zone axis
+    # across the grid; the samples are time-major (S, Z, ...) there, so the rows of a
+    # chunk of ticks are one contiguous copy.
+
+    @cuda.jit
+    def _init_zones_kernel(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem,
+                           pool, zp, seeds, wm, held, bases):  # fmt: skip
+        """init_zone() of zone cuda.grid(1)."""
+        z = cuda.grid(1)
+        if z < kind.shape[0]:
+            zs = (kind[z], bo[z], lmt[z], key[z], nxt[z], prv[z], bmt[z], skip[z], lh[z],
+                  lt[z], lc[z], sc[z], cnt[z], dem[z], pool[z], zp[z])  # fmt: skip
+            init_zone(zs, seeds[z], wm[z], held[z], bases[z])
+
+    @cuda.jit
+    def _run_ticks_kernel(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem,
+                          pool, zp, ph, wm, t0, t1, counters, attempts, buddyinfo, nr_free,
+                          regions, held, scratch, bases, status):  # fmt: skip
+        """run_ticks(t0, t1) of zone cuda.grid(1), samples time-major."""
+        z = cuda.grid(1)
+        if z < kind.shape[0]:
+            zs = (kind[z], bo[z], lmt[z], key[z], nxt[z], prv[z], bmt[z], skip[z], lh[z],
+                  lt[z], lc[z], sc[z], cnt[z], dem[z], pool[z], zp[z])  # fmt: skip
+            run_ticks(
+                zs, ph, wm[z], t0, t1, counters[z], attempts[z], buddyinfo[:, z],
+                nr_free[:, z], regions[:, z], held[z], scratch[z], bases[z], status[z],
+            )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------
@@ -1819,25 +1910,36 @@ def _phase_table(program: Program) -> np.ndarray:
     return ph
 
 
-def run_program_compiled(
+class Buffers(NamedTuple):
+    """Every array of a compiled run: ``state`` is the zone tuple (``zs`` order, one row
+    per zone), then the inputs, the outputs and the scratch of run_zone()."""
+
+    state: tuple[np.ndarray, ...]
+    seeds: np.ndarray
+    ph: np.ndarray
+    wm: np.ndarray
+    counters: np.ndarray
+    attempts: np.ndarray
+    buddyinfo: np.ndarray
+    nr_free: np.ndarray
+    regions: np.ndarray
+    held: np.ndarray
+    scratch: np.ndarray
+    bases: np.ndarray
+    status: np.ndarray
+
+
+def prepare(
     kind: np.ndarray,
     block_mt: np.ndarray,
     zones: TickZones,
     program: Program,
     profile: Any,
     *,
-    parallel: bool = True,
-) -> TickResult:
-    """Run ``program`` on every zone of the batch (TM 4), compiled; exactly the reference.
-
-    Same inputs and result as ``kernels.tick.run_program`` and, zone by zone,
-    ``tests.reference.tick.run_program_ref`` (mm/page_alloc.c, mm/compaction.c and
-    mm/vmscan.c in the reference's control flow): ``kind`` (Z, N) uint8 with kinds
-    FREE..HELD, ``block_mt`` (Z, N / 512) int8 in {0, 1, 2}; NumPy arrays only (the
-    inputs are not written). Features outside TM 1-5 (see the module docstring) raise a
-    ValueError naming them before anything runs. ``parallel=False`` runs the zones one
-    after another on the calling thread.
-    """
+    caller: str = "run_program_compiled",
+) -> Buffers:
+    """Validate the input of run_program_compiled() (before any compute: a ValueError or
+    TypeError naming the problem) and allocate its buffers, the initial state copied."""
     kind = _numpy_only("kind", kind)
     block_mt = _numpy_only("block_mt", block_mt)
     if kind.ndim != 2 or kind.dtype != np.uint8:
@@ -1858,7 +1960,7 @@ def run_program_compiled(
     prof = _profile(profile)
     why = _unsupported(zones, block_mt, program)
     if why is not None:
-        raise ValueError(f"run_program_compiled does not support {why}")
+        raise ValueError(f"{caller} does not support {why}")
     for phase in program.phases:
         bad = sorted(set(phase.free_kinds) - {ANON, FILE, UNMOV, RECL, PIN})
         if bad:  # a probe frees an allocated order-0 page (not FREE, not part of HELD)
@@ -1924,14 +2026,16 @@ def run_program_compiled(
     nr_free = np.zeros((z_n, n_samples), dtype=np.int64)
     regions = np.zeros((z_n, n_samples), dtype=np.int64)
     seeds = np.ascontiguousarray(zones.seed, dtype=np.uint64)
-
-    run = _run_zones_parallel if parallel else _run_zones_serial
-    run(
-        out_kind, bo, lmt, key, nxt, prv, out_bmt, skip, lh, lt, lc, sc, cnt, dem, pool, zp,
-        seeds, ph, wm, counters, attempts, buddyinfo, nr_free, regions, held, scratch,
+    state = (out_kind, bo, lmt, key, nxt, prv, out_bmt, skip, lh, lt, lc, sc, cnt, dem, pool, zp)
+    return Buffers(
+        state, seeds, ph, wm, counters, attempts, buddyinfo, nr_free, regions, held, scratch,
         bases, status,
     )  # fmt: skip
 
+
+def tick_result(b: Buffers) -> TickResult:
+    """The TickResult of a finished run from its buffers (on the host)."""
+    out_kind, bo, lmt, key, nxt, prv, out_bmt, skip, lh, lt, lc, sc, cnt, dem, pool, zp = b.state
     heads = bo >= 0
     return TickResult(
         kind=out_kind,
@@ -1940,11 +2044,36 @@ def run_program_compiled(
         buddy_order=bo,
         list_mt=np.where(heads, lmt, np.int8(-1)).astype(np.int8),
         key=np.where(heads, key, np.int64(0)).astype(np.int64),
-        counters=counters,
-        buddyinfo=buddyinfo,
-        nr_free=nr_free,
-        attempts=attempts,
+        counters=b.counters,
+        buddyinfo=b.buddyinfo,
+        nr_free=b.nr_free,
+        attempts=b.attempts,
         scalars={name: sc[:, i].copy() for i, name in enumerate(SCALARS)},
-        free_regions=regions,
-        trials=np.zeros((z_n, 0, len(TRIAL_FIELDS)), dtype=np.int64),
+        free_regions=b.regions,
+        trials=np.zeros((out_kind.shape[0], 0, len(TRIAL_FIELDS)), dtype=np.int64),
     )
+
+
+def run_program_compiled(
+    kind: np.ndarray,
+    block_mt: np.ndarray,
+    zones: TickZones,
+    program: Program,
+    profile: Any,
+    *,
+    parallel: bool = True,
+) -> TickResult:
+    """Run ``program`` on every zone of the batch (TM 4), compiled; exactly the reference.
+
+    Same inputs and result as ``kernels.tick.run_program`` and, zone by zone,
+    ``tests.reference.tick.run_program_ref`` (mm/page_alloc.c, mm/compaction.c and
+    mm/vmscan.c in the reference's control flow): ``kind`` (Z, N) uint8 with kinds
+    FREE..HELD, ``block_mt`` (Z, N / 512) int8 in {0, 1, 2}; NumPy arrays only (the
+    inputs are not written). Features outside TM 1-5 (see the module docstring) raise a
+    ValueError naming them before anything runs. ``parallel=False`` runs the zones one
+    after another on the calling thread.
+    """
+    b = prepare(kind, block_mt, zones, program, profile)
+    run = _run_zones_parallel if parallel else _run_zones_serial
+    run(*b.state, *b[1:])
+    return tick_result(b)
