@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# sweep/cuda_tick.py (the compiled tick engine on a GPU, numba.cuda): with no CUDA driver
+# on this machine, its tests run the same kernels on Numba's CUDA simulator. Numba reads
+# the switch when numba.cuda is first imported, so it is set here, before any test module
+# is collected; NUMBA_ENABLE_CUDASIM set by hand (0 or 1) wins.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and ctypes.util.find_library("cuda") is None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 
 def pytest_configure(config):
