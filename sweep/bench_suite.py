@@ -875,7 +875,54 @@ def bench_tick_case(suite: Suite, case: str) -> None:
                     **common,
                 )
             )
+        _bench_cuda_tick(suite, case, pname, rows, common, (kind, block_mt, zones), program, res)
         _ratios(rows)
+
+
+def _bench_cuda_tick(
+    suite: Suite,
+    case: str,
+    pname: str,
+    rows: list[dict[str, Any]],
+    common: dict[str, Any],
+    inputs: tuple[np.ndarray, np.ndarray, Any],
+    program: Any,
+    res: Any,
+) -> None:
+    """The compiled engine on the GPU, one thread per zone (sweep.cuda_tick), == numpy."""
+    try:
+        from sweep import cuda_tick
+    except ImportError as exc:
+        suite.notes.append(f"{case} {pname}: cuda tick engine unavailable ({exc})")
+        return
+    why = cuda_tick.unavailable() or (None if suite.xp_gpu is not None else "no CuPy GPU")
+    if why:
+        suite.notes.append(f"{case} {pname}: cuda tick engine not run: {why}")
+        return
+    kind, block_mt, zones = inputs
+    profile = KernelProfile[pname.upper()]
+    _log(f"{case} {pname}: cuda-thread-per-zone (first call compiles) ...")
+    t0 = time.perf_counter()
+    one = dataclasses.replace(program, phases=(dataclasses.replace(program.phases[0], ticks=1),))
+    cuda_tick.run_program_cuda(kind[:1], block_mt[:1], zones[:1], one, profile)
+    first_s = time.perf_counter() - t0
+    run = functools.partial(cuda_tick.run_program_cuda, kind, block_mt, zones, program, profile)
+    t_c, c_res = _best(run, suite.repeat)
+    ok = _check(suite, results_equal(c_res, res), f"{case} {pname}: cuda-thread-per-zone != numpy")
+    rows.append(
+        _row(
+            suite,
+            case,
+            pname,
+            "cuda-thread-per-zone",
+            zones=zones.nr_zones,
+            seconds=t_c,
+            backend="cupy",
+            first_call_s=first_s,
+            exact="== numpy (every zone)" if ok else "MISMATCH",
+            **common,
+        )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------------------

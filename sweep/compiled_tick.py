@@ -1815,7 +1815,7 @@ else:
     # across the grid; the samples are time-major (S, Z, ...) there, so the rows of a
     # chunk of ticks are one contiguous copy.
 
-    @cuda.jit
+    @cuda.jit(cache=True)
     def _init_zones_kernel(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem,
                            pool, zp, seeds, wm, held, bases):  # fmt: skip
         """init_zone() of zone cuda.grid(1)."""
@@ -1825,7 +1825,7 @@ else:
                   lt[z], lc[z], sc[z], cnt[z], dem[z], pool[z], zp[z])  # fmt: skip
             init_zone(zs, seeds[z], wm[z], held[z], bases[z])
 
-    @cuda.jit
+    @cuda.jit(cache=True)
     def _run_ticks_kernel(kind, bo, lmt, key, nxt, prv, bmt, skip, lh, lt, lc, sc, cnt, dem,
                           pool, zp, ph, wm, t0, t1, counters, attempts, buddyinfo, nr_free,
                           regions, held, scratch, bases, status):  # fmt: skip

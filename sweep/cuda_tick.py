@@ -79,6 +79,19 @@ def is_simulator() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
+def unavailable() -> str | None:
+    """Why run_program_cuda cannot run on a GPU here, or None when it can."""
+    try:
+        from numba import cuda
+    except ImportError as exc:
+        return f"needs Numba ({exc}): pip install -e '.[numba]'"
+    if is_simulator():
+        return "numba.cuda is Numba's CUDA simulator here (NUMBA_ENABLE_CUDASIM=1)"
+    if not cuda.is_available():
+        return "no CUDA GPU (numba.cuda.is_available() is False)"
+    return None
+
+
 def chunk_bounds(total: int, chunk_ticks: int) -> list[tuple[int, int]]:
     """Consecutive tick ranges [t0, t1) covering [0, total); one empty range for an empty
     program, whose phases still end (compiled_tick.run_ticks)."""
@@ -182,6 +195,11 @@ def _simulated_wraparound(simulated: bool) -> Iterator[None]:
 def _assumed_device(cc: tuple[int, int]) -> Iterator[None]:
     """Numba compiles a device function for the current device's compute capability,
     even under compile_ptx(); with no GPU there is none, so it is told ``cc``."""
+    from numba import cuda
+
+    if cuda.is_available():  # a real device answers for itself
+        yield
+        return
     import numba.cuda.dispatcher as dispatcher
 
     class Device:
@@ -248,14 +266,94 @@ def _nvvm_from_wheel() -> None:
             return
 
 
+def bench(
+    zone_counts: tuple[int, ...] = (1000, 4000, 16000),
+    nr_pages: int = 4096,
+    ticks: int = 20,
+    profile: str = "v6_19",
+    threads_per_block: tuple[int, ...] = (32, 128),
+) -> list[dict[str, Any]]:
+    """Zone-ticks per second of run_program_cuda against run_program_compiled (every CPU
+    thread) on the same zones in the same run, results checked equal: sweep.bench_tick's
+    stress pass (load + one nowait order-9 attempt per tick) after its warm-up, both
+    whole calls (the GPU's include the copies to and from the device)."""
+    import numba
+
+    from sweep.bench_tick import _inputs, tick_program, warmup_program
+    from sweep.bench_tick import results_equal as same
+
+    why = unavailable()
+    if why:
+        raise RuntimeError(f"run_program_cuda cannot run here: {why}")
+    kind, block_mt, zones = _inputs(max(zone_counts), nr_pages, 0)
+    warm = compiled_tick.run_program_compiled(
+        kind, block_mt, zones, warmup_program(nr_pages), profile
+    )
+    kind, block_mt = warm.kind, warm.block_mt
+    program = tick_program(nr_pages, ticks, 64)
+    t0 = time.perf_counter()
+    run_program_cuda(kind[:1], block_mt[:1], zones[:1], tick_program(nr_pages, 1, 64), profile)
+    first_s = time.perf_counter() - t0
+    rows = []
+    for z_n in zone_counts:
+        k, b, zs = kind[:z_n], block_mt[:z_n], zones[:z_n]
+        t0 = time.perf_counter()
+        cpu = compiled_tick.run_program_compiled(k, b, zs, program, profile)
+        cpu_s = time.perf_counter() - t0
+        for tpb in threads_per_block:
+            t0 = time.perf_counter()
+            gpu = run_program_cuda(k, b, zs, program, profile, threads_per_block=tpb)
+            gpu_s = time.perf_counter() - t0
+            rows.append(
+                dict(
+                    zones=z_n,
+                    pages_per_zone=nr_pages,
+                    ticks=ticks,
+                    profile=profile,
+                    threads_per_block=tpb,
+                    cuda_s=gpu_s,
+                    cuda_first_call_s=first_s,
+                    cuda_zone_ticks_per_s=z_n * ticks / gpu_s,
+                    compiled_s=cpu_s,
+                    compiled_threads=numba.get_num_threads(),
+                    compiled_zone_ticks_per_s=z_n * ticks / cpu_s,
+                    ratio=cpu_s / gpu_s,
+                    exact=bool(same(gpu, cpu)),
+                )  # fmt: skip
+            )
+            r = rows[-1]
+            print(
+                f"{z_n:6d} zones x {nr_pages} pages, {ticks} ticks, {tpb:4d} threads/block: "
+                f"cuda {r['cuda_zone_ticks_per_s']:12,.0f} zone-ticks/s, compiled "
+                f"({r['compiled_threads']} threads) {r['compiled_zone_ticks_per_s']:12,.0f}: "
+                f"{r['ratio']:.2f}x, {'identical' if r['exact'] else 'MISMATCH'}",
+                flush=True,
+            )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sweep.cuda_tick",
-        description="Compile the GPU tick engine's kernels to PTX (NVVM only, no GPU).",
+        description="The GPU tick engine: compile its kernels to PTX (NVVM only, no GPU), "
+        "or time it against the compiled CPU engine (on a GPU).",
     )
-    parser.add_argument("--ptx", type=Path, required=True, help="folder for the .ptx files")
+    parser.add_argument("--ptx", type=Path, help="compile to PTX into this folder")
     parser.add_argument("--cc", default="9.0", help="compute capability (default 9.0: H100/H200)")
+    parser.add_argument("--bench", type=Path, help="time on the GPU; write bench JSON here")
+    parser.add_argument("--zones", type=int, nargs="+", default=[1000, 4000, 16000])
     args = parser.parse_args(argv)
+    if (args.ptx is None) == (args.bench is None):
+        parser.error("give one of --ptx DIR or --bench DIR")
+    if args.bench is not None:
+        import json
+
+        rows = bench(tuple(args.zones))
+        args.bench.mkdir(parents=True, exist_ok=True)
+        path = args.bench / "bench-cuda-tick.json"
+        path.write_text(json.dumps({"benchmark": "cuda_tick", "rows": rows}, indent=1))
+        print(f"wrote {path}")
+        return 0 if all(r["exact"] for r in rows) else 1
     try:
         cc = tuple(int(x) for x in args.cc.split("."))
         assert len(cc) == 2

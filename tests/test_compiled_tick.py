@@ -285,6 +285,9 @@ def test_bench_suite_tick_case_has_checked_compiled_rows(monkeypatch, tmp_path):
         assert rows[impl]["unit"] == "zone-ticks" and rows[impl]["zones"] == 2
         assert rows[impl]["ratio_vs"]["reference"] > 0
     assert rows["compiled-1t"]["threads"] == "1"
+    # No GPU here: the GPU tick engine's row is replaced by a note saying why.
+    assert "cuda-thread-per-zone" not in rows
+    assert any("cuda tick engine not run" in n for n in record["notes"]), record["notes"]
 
 
 def test_bench_suite_reports_a_compiled_mismatch(monkeypatch, tmp_path):
