@@ -166,11 +166,20 @@ def select_backend(backend: str) -> ModuleType:
     ``numba`` (the compiled tick engine, sweep/compiled_tick.py) builds its zones with
     NumPy; a missing Numba is a ConfigError saying how to install it.
     """
-    if backend == "numba":
+    if backend in ("numba", "numba_cuda"):
         try:
             import sweep.compiled_tick  # noqa: F401  (imports and loads Numba)
         except ImportError as exc:
-            raise ConfigError("backend", f"=numba needs Numba ({exc}): {NUMBA_HINT}") from exc
+            raise ConfigError("backend", f"={backend} needs Numba ({exc}): {NUMBA_HINT}") from exc
+        if backend == "numba_cuda":
+            from sweep.cuda_tick import is_simulator, unavailable
+
+            why = unavailable()
+            if why and not is_simulator():  # the simulator only when asked for by hand
+                raise ConfigError(
+                    "backend",
+                    f"=numba_cuda needs a CUDA GPU: {why}; use backend=numba on a CPU",
+                )
         return np
     try:
         return get_xp(backend)
@@ -179,8 +188,9 @@ def select_backend(backend: str) -> ModuleType:
 
 
 def backend_name(config: SweepConfig, xp: ModuleType) -> str:
-    """What ran the cells, for result.nc's ``backend`` attribute: numpy, cupy or numba."""
-    return "numba" if config.backend == "numba" else xp.__name__
+    """What ran the cells, for result.nc's ``backend`` attribute: numpy, cupy, numba or
+    numba_cuda."""
+    return config.backend if config.backend in ("numba", "numba_cuda") else xp.__name__
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=CONFIG_NAME)
@@ -390,6 +400,11 @@ def run_scenario_job(
         print(
             "# backend numba: the compiled engine (sweep/compiled_tick.py), one call for all "
             "ticks; its first use compiles it (20-30 s, then cached on disk)"
+        )
+    elif config.backend == "numba_cuda":
+        print(
+            "# backend numba_cuda: the compiled engine on the GPU, one thread per zone "
+            "(sweep/cuda_tick.py), one launch per chunk of ticks; its first use compiles it"
         )
     elif xp is np and numba_can_run(config):
         print(

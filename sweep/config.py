@@ -44,9 +44,11 @@ from kernels.zone import (
     KernelProfile,
 )
 
-# kernels.backend's array backends, and "numba": the compiled sequential tick engine
-# (sweep/compiled_tick.py, the `numba` extra), for the time-stepped workloads on a CPU.
-SWEEP_BACKENDS = (*BACKENDS, "numba")
+# kernels.backend's array backends, "numba": the compiled sequential tick engine
+# (sweep/compiled_tick.py, the `numba` extra), for the time-stepped workloads on a CPU, and
+# "numba_cuda": the same engine on a GPU, one CUDA thread per zone (sweep/cuda_tick.py).
+SWEEP_BACKENDS = (*BACKENDS, "numba", "numba_cuda")
+COMPILED_TICK_BACKENDS = ("numba", "numba_cuda")
 
 CONFIG_NAME = "config"
 GROUPS = ("zone", "kernel", "policy", "workload")
@@ -264,7 +266,8 @@ class SweepConfig:
     order: int = -1
     replicates: int = 4  # zones per cell, each from its own seed; the Z axis
     seed: int = 0  # base seed; replicate r uses kernels.rng.zone_seed(seed, r)
-    # "auto" | "numpy" | "cupy" | "numba" (time-stepped workloads: sweep.compiled_tick)
+    # "auto" | "numpy" | "cupy" | "numba" | "numba_cuda" (the last two: time-stepped
+    # workloads on sweep.compiled_tick's engine, on the CPU or one GPU thread per zone)
     backend: str = "auto"
     check_invariants: bool = True  # conservation checks after compaction
 
@@ -413,10 +416,10 @@ def validate(cfg: SweepConfig) -> None:
     _check_range("seed", cfg.seed, 0, 2**64 - 1)
     if cfg.backend not in SWEEP_BACKENDS:
         raise ConfigError("backend", f"={cfg.backend!r} is not one of {', '.join(SWEEP_BACKENDS)}")
-    if cfg.backend == "numba" and not isinstance(wl, ScenarioConfig):
+    if cfg.backend in COMPILED_TICK_BACKENDS and not isinstance(wl, ScenarioConfig):
         raise ConfigError(
             "backend",
-            f"=numba runs the time-stepped workloads only (the compiled engine of "
+            f"={cfg.backend} runs the time-stepped workloads only (the compiled engine of "
             f"sweep/compiled_tick.py); workload={wl.name} runs the batched kernels, which "
             "are faster than a compiled scan there: use backend=numpy (or auto)",
         )

@@ -298,12 +298,13 @@ def task_error(exc: BaseException) -> BaseException:
 
 def task_gpus(backend: str, cluster_gpus: float) -> int:
     """GPUs a batch's Ray task asks for: one where the cluster has GPUs and the backend may
-    use one (``auto`` or ``cupy``), none otherwise, so CPU-only clusters still run.
+    use one (``auto``, ``cupy`` or ``numba_cuda``), none otherwise, so CPU-only clusters
+    still run.
 
     On a cluster without GPUs a ``cupy`` batch asks for none and fails in the worker with
     the backend's own error (kernels.backend.BackendError), naming the problem.
     """
-    return 1 if cluster_gpus >= 1 and backend in ("auto", "cupy") else 0
+    return 1 if cluster_gpus >= 1 and backend in ("auto", "cupy", "numba_cuda") else 0
 
 
 def run_batches(

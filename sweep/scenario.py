@@ -57,6 +57,7 @@ from kernels.rng import zone_seed
 from kernels.zone import NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES, MigrateType
 from sweep.config import (
     ATTEMPT_MIGRATETYPES,
+    COMPILED_TICK_BACKENDS,
     PROFILES,
     BulkAllocConfig,
     ConfigError,
@@ -368,7 +369,7 @@ def check_scenario_feasible(cfg: SweepConfig) -> None:
         zones.validate()
     except ValueError as exc:
         raise ConfigError("workload", f": {exc}") from exc
-    if cfg.backend == "numba":
+    if cfg.backend in COMPILED_TICK_BACKENDS:
         _check_compiled_supports(cfg, zones, program)
     if isinstance(cfg.workload, StressHighallocConfig | RegionsConfig | BulkAllocConfig):
         return
@@ -379,18 +380,18 @@ def check_scenario_feasible(cfg: SweepConfig) -> None:
 
 
 def _check_compiled_supports(cfg: SweepConfig, zones: TickZones, program: Program) -> None:
-    """backend=numba: the compiled engine implements tick-model.md 1-5 (sweep.compiled_tick);
-    a ConfigError names what it does not, before anything runs."""
+    """backend=numba / numba_cuda: the compiled engine implements tick-model.md 1-5
+    (sweep.compiled_tick); a ConfigError names what it does not, before anything runs."""
     try:
         from sweep.compiled_tick import unsupported
     except ImportError as exc:
-        raise ConfigError("backend", f"=numba needs Numba ({exc}): {NUMBA_HINT}") from exc
+        raise ConfigError("backend", f"={cfg.backend} needs Numba ({exc}): {NUMBA_HINT}") from exc
     why = "MIGRATE_CMA pageblocks (cma_mb)" if getattr(cfg.workload, "cma_mb", 0) else None
     why = why or unsupported(zones, program)
     if why is not None:
         raise ConfigError(
             "backend",
-            f"=numba does not support {why} (workload={cfg.workload.name}, "
+            f"={cfg.backend} does not support {why} (workload={cfg.workload.name}, "
             f"policy={cfg.policy.name}): use backend=numpy (or auto)",
         )
 
@@ -510,7 +511,9 @@ def run_scenario_batch(
     ``check_invariants`` checks the final state (cheap); ``check_every_tick`` makes the
     engine check after every tick (a debugging aid: O(N) work per tick). With
     ``backend=numba`` the cells run on the compiled engine (sweep.compiled_tick), over the
-    zones in parallel threads unless ``compiled_parallel`` is false (one Ray task, one CPU).
+    zones in parallel threads unless ``compiled_parallel`` is false (one Ray task, one CPU);
+    with ``backend=numba_cuda`` on the same engine on the GPU, one thread per zone
+    (sweep.cuda_tick), with progress after each chunk of ticks.
     """
     from kernels.tick import run_program
 
@@ -539,6 +542,14 @@ def run_scenario_batch(
         )
         if progress is not None:
             progress(program.n_ticks, program.n_ticks)
+    elif cfgs[0].backend == "numba_cuda":  # the same engine on the GPU (tests/test_cuda_tick)
+        from sweep.cuda_tick import run_program_cuda
+
+        if check_every_tick:
+            raise ValueError("check_every_tick needs the batched engine (backend=numpy)")
+        res = run_program_cuda(
+            kind0, to_numpy(block_mt), zones, program, profile, progress=progress
+        )
     else:
         res = run_program(
             kind, block_mt, zones, program, profile, backend=cfgs[0].backend,

@@ -139,3 +139,52 @@ def test_numba_under_the_ray_launcher(tmp_path: Path) -> None:
         cell = ds.sel(kernel=kernel)
         for i, name in enumerate(COUNTERS):
             np.testing.assert_array_equal(cell[name].values, alone.counters[:, :, i])
+
+
+@pytest.mark.parametrize("name", ["pinned", "stress_highalloc"])
+def test_numba_cuda_equals_numpy_in_process(name: str, monkeypatch) -> None:
+    """backend=numba_cuda: the cells run on sweep.cuda_tick (on Numba's CUDA simulator
+    without a GPU, tests/conftest.py), with progress per chunk, and give NumPy's result."""
+    import sweep.cuda_tick as cuda_tick
+
+    calls = []
+    real = cuda_tick.run_program_cuda
+
+    def spy(*a, **kw):
+        calls.append(sorted(kw))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(cuda_tick, "run_program_cuda", spy)
+    a = compose_config([*CELLS[name], "backend=numpy"])
+    b = compose_config([*CELLS[name], "backend=numba_cuda"])
+    for cfg in (a, b):
+        validate(cfg)
+        check_feasible(cfg)
+    [ra] = run_scenario_batch([a], select_backend("numpy"))
+    seen = []
+    [rb] = run_scenario_batch(
+        [b], select_backend("numba_cuda"), progress=lambda t, n: seen.append((t, n))
+    )
+    for f in dataclasses.fields(ra):
+        x, y = getattr(ra, f.name), getattr(rb, f.name)
+        if f.name == "scalars":
+            assert set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x), name
+        elif x is None or isinstance(x, int | tuple):
+            assert x == y, f"{name}: {f.name}"
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=f"{name}: {f.name}")
+    assert calls == [["progress"]]
+    assert seen and seen[-1][0] == seen[-1][1] and len(seen) >= 1
+    assert backend_name(b, np) == "numba_cuda"
+
+
+def test_numba_cuda_without_a_gpu_is_a_config_error(monkeypatch) -> None:
+    """Off the simulator and with no GPU: a ConfigError naming the need, before any run."""
+    import sweep.cuda_tick as cuda_tick
+
+    monkeypatch.setattr(cuda_tick, "is_simulator", lambda: False)
+    monkeypatch.setattr(cuda_tick, "unavailable", lambda: "no CUDA GPU (test)")
+    with pytest.raises(ConfigError, match=r"numba_cuda needs a CUDA GPU: no CUDA GPU \(test\)"):
+        select_backend("numba_cuda")
+    with pytest.raises(ConfigError, match=r"=numba_cuda runs the time-stepped workloads only"):
+        compose_config(["workload=compact_node", "zone=tiny", "backend=numba_cuda"])
