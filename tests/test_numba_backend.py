@@ -34,6 +34,18 @@ CELLS = {
 }
 
 
+def assert_same_result(ra, rb, name: str) -> None:
+    """Two ScenarioResults are equal in every field (arrays, scalars, shapes)."""
+    for f in dataclasses.fields(ra):
+        x, y = getattr(ra, f.name), getattr(rb, f.name)
+        if f.name == "scalars":
+            assert set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x), name
+        elif x is None or isinstance(x, int | tuple):
+            assert x == y, f"{name}: {f.name}"
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=f"{name}: {f.name}")
+
+
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_numba_equals_numpy_in_process(name: str, monkeypatch) -> None:
     import sweep.compiled_tick as ct
@@ -54,14 +66,7 @@ def test_numba_equals_numpy_in_process(name: str, monkeypatch) -> None:
         check_feasible(cfg)
     [ra] = run_scenario_batch([a], select_backend("numpy"))
     [rb] = run_scenario_batch([b], select_backend("numba"), compiled_parallel=False)
-    for f in dataclasses.fields(ra):
-        x, y = getattr(ra, f.name), getattr(rb, f.name)
-        if f.name == "scalars":
-            assert set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x), name
-        elif x is None or isinstance(x, int | tuple):
-            assert x == y, f"{name}: {f.name}"
-        else:
-            np.testing.assert_array_equal(x, y, err_msg=f"{name}: {f.name}")
+    assert_same_result(ra, rb, name)
     assert ra.counters.sum() > 0  # something happened
     assert calls == [{"parallel": False}]  # the numba cell ran on the compiled engine, once
     assert backend_name(b, np) == "numba" and backend_name(a, np) == "numpy"
@@ -165,14 +170,7 @@ def test_numba_cuda_equals_numpy_in_process(name: str, monkeypatch) -> None:
     [rb] = run_scenario_batch(
         [b], select_backend("numba_cuda"), progress=lambda t, n: seen.append((t, n))
     )
-    for f in dataclasses.fields(ra):
-        x, y = getattr(ra, f.name), getattr(rb, f.name)
-        if f.name == "scalars":
-            assert set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x), name
-        elif x is None or isinstance(x, int | tuple):
-            assert x == y, f"{name}: {f.name}"
-        else:
-            np.testing.assert_array_equal(x, y, err_msg=f"{name}: {f.name}")
+    assert_same_result(ra, rb, name)
     assert calls == [["progress"]]
     assert seen and seen[-1][0] == seen[-1][1] and len(seen) >= 1
     assert backend_name(b, np) == "numba_cuda"
