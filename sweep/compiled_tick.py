@@ -55,6 +55,13 @@ Threading: ``parallel=True`` runs the zones in a ``numba.prange`` loop, one zone
 iteration, with ``numba.get_num_threads()`` threads; ``parallel=False`` runs the same
 per-zone kernel in a plain loop on the calling thread, for a per-core figure. Compiled
 code is cached on disk (``cache=True``).
+
+Two targets, one source: imported normally, the helpers are ``numba.njit`` functions and
+the CPU entry points are ``_run_zones_parallel`` / ``_run_zones_serial``. sweep/cuda_tick.py
+executes this file again with ``_TARGET = "cuda"``: the helpers become CUDA device
+functions, and the GPU entry points ``_init_zones_kernel`` / ``_run_ticks_kernel`` run one
+zone per thread (init_zone(), then run_ticks() chunk by chunk). The helpers therefore use
+only what both targets compile (no allocation, no min()/max() builtins: imin()/imax()).
 """
 
 from __future__ import annotations
