@@ -875,14 +875,14 @@ def bench_tick_case(suite: Suite, case: str) -> None:
                     **common,
                 )
             )
-        _bench_cuda_tick(suite, case, pname, rows, common, (kind, block_mt, zones), program, res)
+        _bench_cuda_tick(suite, case, profile, rows, common, (kind, block_mt, zones), program, res)
         _ratios(rows)
 
 
 def _bench_cuda_tick(
     suite: Suite,
     case: str,
-    pname: str,
+    profile: KernelProfile,
     rows: list[dict[str, Any]],
     common: dict[str, Any],
     inputs: tuple[np.ndarray, np.ndarray, Any],
@@ -890,6 +890,7 @@ def _bench_cuda_tick(
     res: Any,
 ) -> None:
     """The compiled engine on the GPU, one thread per zone (sweep.cuda_tick), == numpy."""
+    pname = profile.name.lower()
     try:
         from sweep import cuda_tick
     except ImportError as exc:
@@ -900,7 +901,6 @@ def _bench_cuda_tick(
         suite.notes.append(f"{case} {pname}: cuda tick engine not run: {why}")
         return
     kind, block_mt, zones = inputs
-    profile = KernelProfile[pname.upper()]
     _log(f"{case} {pname}: cuda-thread-per-zone (first call compiles) ...")
     t0 = time.perf_counter()
     one = dataclasses.replace(program, phases=(dataclasses.replace(program.phases[0], ticks=1),))
